@@ -1,0 +1,70 @@
+"""Bad configuration stops triage at start with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_with(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DEBUG", "maybe"),
+        ("DATABASE_URL", "nonsense"),
+        ("DATABASE_URL", "mysql://db/triage"),
+        ("REDIS_URL", "memcached://cache"),
+        ("TIME_ZONE", "Mars/Olympus_Mons"),
+        ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "loud"),
+        ("DATABASE_CONN_MAX_AGE", "forever"),
+        ("CSRF_TRUSTED_ORIGINS", "triage.example.com"),
+    ],
+)
+def test_a_malformed_setting_fails_naming_the_variable(variable: str, value: str) -> None:
+    result = start_with(**{variable: value})
+    assert result.returncode != 0
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+def test_a_missing_required_setting_fails_naming_it(variable: str) -> None:
+    result = start_with(**{variable: None})
+    assert result.returncode != 0
+    assert f"{variable} is required" in result.stderr
+
+
+def test_secrets_can_come_from_mounted_files(tmp_path: Path) -> None:
+    secret = tmp_path / "secret_key"
+    secret.write_text("k" * 10 + "from-a-mounted-file-" + "x" * 30 + "\n")
+    result = start_with(SECRET_KEY=None, SECRET_KEY_FILE=str(secret))
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unreadable_secret_file_is_named(tmp_path: Path) -> None:
+    result = start_with(SECRET_KEY_FILE=str(tmp_path / "missing"))
+    assert result.returncode != 0
+    assert "SECRET_KEY_FILE" in result.stderr

