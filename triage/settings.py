@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from triage.env import (
@@ -23,6 +24,9 @@ from triage.env import (
     env_required,
     env_str,
 )
+
+# Lets admin.ModelAdmin[Model] and friends be subscripted at runtime for mypy.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,226 @@
+"""Incidents, the services they affect, and the timeline of everything that happened.
+
+Rules that must hold whatever code path writes a row are database constraints
+(status and severity values, one open incident per dedup key, one incident per
+idempotency key); the services in ``incidents.services`` are the only code
+that changes an incident, and they rely on these constraints to settle races.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+
+class Severity(models.TextChoices):
+    # PagerDuty Events v2 names, shown to people as SEV1-SEV4.
+    CRITICAL = "critical", "SEV1"
+    ERROR = "error", "SEV2"
+    WARNING = "warning", "SEV3"
+    INFO = "info", "SEV4"
+
+    @classmethod
+    def rank(cls, value: str) -> int:
+        return list(cls.values).index(value) + 1
+
+
+class Status(models.TextChoices):
+    TRIGGERED = "triggered", "Triggered"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+# Which status may follow which. Acknowledged → triggered is the
+# acknowledgement timeout re-paging a forgotten incident; resolved → triggered
+# is a reopen.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.TRIGGERED: frozenset({Status.ACKNOWLEDGED, Status.RESOLVED}),
+    Status.ACKNOWLEDGED: frozenset({Status.RESOLVED, Status.TRIGGERED}),
+    Status.RESOLVED: frozenset({Status.TRIGGERED}),
+}
+OPEN_STATUSES = (Status.TRIGGERED, Status.ACKNOWLEDGED)
+
+
+class Source(models.TextChoices):
+    UI = "ui", "Web UI"
+    API = "api", "API"
+    ALERTMANAGER = "alertmanager", "Alertmanager"
+    EVENTS_V2 = "events_v2", "Events API v2"
+    HEARTBEAT = "heartbeat", "Heartbeat"
+    REPORT = "report", "Problem report"
+    IMPORT = "import", "Import"
+
+
+class Service(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Incident(models.Model):
+    title = models.CharField(max_length=200)
+    details = models.TextField(blank=True)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="incidents")
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.TRIGGERED)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.API)
+    dedup_key = models.CharField(max_length=255, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # sha256 of the normalised create request, to tell a replay from a reuse
+    # of the same idempotency key with a different body.
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+
+    opened_at = models.DateTimeField(db_index=True)
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Durable escalation position; Redis holds the live copy (see paging).
+    escalation_level = models.PositiveIntegerField(default=0)
+    next_escalation_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(status__in=Status.values), name="incident_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(severity__in=Severity.values), name="incident_severity_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=Status.ACKNOWLEDGED) | Q(acknowledged_at__isnull=False),
+                name="incident_acknowledged_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=Status.RESOLVED) | Q(resolved_at__isnull=False),
+                name="incident_resolved_has_time",
+            ),
+            # At most one open incident per (service, dedup key): repeats of an
+            # alert join it, and two concurrent creates cannot both insert —
+            # the loser gets an IntegrityError and joins the winner's incident.
+            models.UniqueConstraint(
+                fields=["service", "dedup_key"],
+                condition=~Q(status=Status.RESOLVED) & ~Q(dedup_key=""),
+                name="incident_one_open_per_dedup_key",
+            ),
+        ]
+        indexes: ClassVar = [
+            # Serves the dashboard: it only ever lists open incidents.
+            models.Index(
+                fields=["severity", "opened_at"],
+                condition=~Q(status=Status.RESOLVED),
+                name="incident_open_by_severity",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("incident-detail", args=[self.pk])
+
+    @property
+    def number(self) -> int:
+        return int(self.pk)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != Status.RESOLVED
+
+    @property
+    def severity_rank(self) -> int:
+        return Severity.rank(self.severity)
+
+
+class EventKind(models.TextChoices):
+    OPENED = "opened", "Opened"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+    REOPENED = "reopened", "Reopened"
+    NOTE = "note", "Note"
+    ESCALATED = "escalated", "Escalated"
+    PAGED = "paged", "Paged"
+    RETRIGGERED = "retriggered", "Re-triggered"
+    ALERT = "alert", "Alert repeat"
+
+
+class TimelineEvent(models.Model):
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="timeline")
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    # Null actor means the system did it (an integration, the escalation loop).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering: ClassVar = ["created_at", "pk"]
+        indexes: ClassVar = [models.Index(fields=["incident", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on #{self.incident_id}"
+
+
+class TokenScope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Read and write"
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only its SHA-256 is stored; the token is shown once.
+
+    Tokens are 256-bit random strings, so a fast hash is enough: there is no
+    password to brute-force, and lookups by hash stay one index probe.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=5, choices=TokenScope.choices, default=TokenScope.READ)
+    # The first characters, shown in lists so people can tell tokens apart.
+    prefix = models.CharField(max_length=12)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(scope__in=TokenScope.values), name="api_token_scope_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows(self, scope: str) -> bool:
+        return self.scope == TokenScope.WRITE or scope == TokenScope.READ

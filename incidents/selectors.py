@@ -1,0 +1,74 @@
+"""Reads for pages and the API. Each brings its own joins, so a list costs a
+fixed number of queries however many incidents it shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+
+from incidents.models import OPEN_STATUSES, Incident, Service, Severity, TimelineEvent
+
+SEVERITY_RANK = Case(
+    *(When(severity=value, then=Value(rank)) for rank, value in enumerate(Severity.values, 1)),
+    output_field=IntegerField(),
+)
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    service: Service | None = None
+    severity: str = ""
+    status: str = ""
+    q: str = ""
+
+
+def open_incidents(filters: IncidentFilter | None = None) -> QuerySet[Incident]:
+    """Open incidents, most severe first, oldest first within a severity."""
+    filters = filters or IncidentFilter()
+    incidents = Incident.objects.filter(status__in=OPEN_STATUSES)
+    if filters.service is not None:
+        incidents = incidents.filter(service=filters.service)
+    if filters.severity:
+        incidents = incidents.filter(severity=filters.severity)
+    if filters.status:
+        incidents = incidents.filter(status=filters.status)
+    if filters.q:
+        term = filters.q.strip()
+        match = Q(title__icontains=term) | Q(dedup_key=term)
+        if term.lstrip("#").isdigit():
+            match |= Q(pk=int(term.lstrip("#")))
+        incidents = incidents.filter(match)
+    return (
+        incidents.select_related("service", "acknowledged_by")
+        .alias(rank=SEVERITY_RANK)
+        .order_by("rank", "opened_at", "pk")
+    )
+
+
+def open_counts_by_severity() -> dict[str, int]:
+    """Open incidents per severity (all severities present, zeros included)."""
+    rows = (
+        Incident.objects.filter(status__in=OPEN_STATUSES)
+        .values("severity")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    counts = dict.fromkeys(Severity.values, 0)
+    counts.update({row["severity"]: row["n"] for row in rows})
+    return counts
+
+
+def incident_detail(pk: int) -> Incident:
+    """One incident with everything its page shows; raises Incident.DoesNotExist."""
+    return Incident.objects.select_related(
+        "service", "opened_by", "acknowledged_by", "resolved_by"
+    ).get(pk=pk)
+
+
+def timeline(incident: Incident) -> QuerySet[TimelineEvent]:
+    return incident.timeline.select_related("actor").order_by("created_at", "pk")
+
+
+def services() -> QuerySet[Service]:
+    return Service.objects.order_by("name")

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import path, re_path
+
+from incidents import account_views, views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("incidents", views.incident_create, name="incident-create"),
+    path("incidents/new", views.incident_new, name="incident-new"),
+    path("incidents/<int:pk>", views.incident_detail, name="incident-detail"),
+    re_path(
+        r"^incidents/(?P<pk>[0-9]+)/(?P<action>acknowledge|resolve|reopen|escalate|notes)$",
+        views.incident_action,
+        name="incident-action",
+    ),
+    path("account/tokens", account_views.tokens, name="tokens"),
+    path("account/tokens/<int:pk>/revoke", account_views.revoke_token, name="token-revoke"),
+]

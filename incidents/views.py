@@ -1,0 +1,248 @@
+"""Responder-facing pages and the incident endpoints. Views stay thin:
+access → form → service → full page, partial, redirect or JSON."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
+
+from incidents import selectors, services
+from incidents.errors import DomainError
+from incidents.forms import FilterForm, IncidentForm, NoteForm
+from incidents.http import (
+    BadRequest,
+    HtmxHttpRequest,
+    api_or_login,
+    field_errors,
+    json_body,
+    problem,
+    wants_json,
+)
+from incidents.models import Incident, Severity, TokenScope
+from incidents.serializers import event_json, incident_json
+
+PAGE_SIZE = 50
+CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents
+
+
+def _filters(request: HtmxHttpRequest) -> tuple[FilterForm, selectors.IncidentFilter]:
+    form = FilterForm(request.GET or None)
+    if not form.is_valid():
+        # A stale bookmark with a deleted service should still show incidents.
+        return form, selectors.IncidentFilter()
+    data = form.cleaned_data
+    return form, selectors.IncidentFilter(
+        service=data["service"], severity=data["severity"], status=data["status"], q=data["q"]
+    )
+
+
+def _new_incident_form(data: Any = None) -> IncidentForm:
+    # A fresh idempotency key per rendered form: a double click or a resubmit
+    # after a network error cannot open the incident twice.
+    return IncidentForm(data, initial={"idempotency_key": uuid.uuid4().hex})
+
+
+@login_required
+@require_GET
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    filter_form, filters = _filters(request)
+    page = Paginator(selectors.open_incidents(filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = selectors.open_counts_by_severity()
+    context = {
+        "filter_form": filter_form,
+        "page": page,
+        "counts": [(Severity(value), n) for value, n in counts.items()],
+        "total_open": sum(counts.values()),
+        "query": _query_without_page(request),
+        "new_form": _new_incident_form(),
+    }
+    if request.htmx and request.htmx.target == "incident-list":
+        return render(request, "incidents/dashboard.html#incident-list", context)
+    return render(request, "incidents/dashboard.html", context)
+
+
+def _query_without_page(request: HtmxHttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+def _create_from_request(request: HtmxHttpRequest) -> tuple[IncidentForm, dict[str, Any]]:
+    if request.content_type == "application/json":
+        data = json_body(request)
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        data = request.POST.dict()
+    else:
+        raise BadRequest(
+            415,
+            "Unsupported media type",
+            "Send application/json (API) or a form (application/x-www-form-urlencoded).",
+        )
+    header_key = request.headers.get("Idempotency-Key")
+    if header_key:
+        data["idempotency_key"] = header_key
+    return IncidentForm(data), data
+
+
+@api_or_login(TokenScope.WRITE)
+@require_POST
+def incident_create(request: HtmxHttpRequest) -> HttpResponse:
+    """POST /incidents: open an incident (idempotent with an Idempotency-Key)."""
+    api = wants_json(request)
+    try:
+        form, _ = _create_from_request(request)
+    except BadRequest as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    if not form.is_valid():
+        if api:
+            return problem(422, "Invalid incident", "Some fields are invalid.", field_errors(form))
+        return _render_new_form(request, form, status=422)
+    data = form.cleaned_data
+    try:
+        opened = services.open_incident(
+            service=data["service"],
+            title=data["title"],
+            severity=data["severity"],
+            details=data["details"],
+            dedup_key=data["dedup_key"],
+            idempotency_key=data["idempotency_key"] or None,
+            source="api" if api else "ui",
+            actor=request.user,
+        )
+    except DomainError as exc:
+        if api:
+            return problem(exc.status, exc.title, exc.detail)
+        form.add_error(None, exc.detail)
+        return _render_new_form(request, form, status=exc.status)
+    incident = opened.incident
+    if api:
+        body = {**incident_json(incident), "deduplicated": opened.deduplicated}
+        response = JsonResponse(body, status=201 if opened.created else 200)
+        response["Location"] = incident.get_absolute_url()
+        return response
+    if request.htmx:
+        fresh = render(
+            request,
+            "incidents/dashboard.html#new-incident",
+            {"new_form": _new_incident_form(), "created": incident},
+        )
+        return trigger_client_event(fresh, CHANGED)
+    return redirect(incident, permanent=False)
+
+
+def _render_new_form(request: HtmxHttpRequest, form: IncidentForm, *, status: int) -> HttpResponse:
+    template = "incidents/dashboard.html#new-incident" if request.htmx else "incidents/new.html"
+    return render(request, template, {"new_form": form}, status=status)
+
+
+@login_required
+@require_GET
+def incident_new(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "incidents/new.html", {"new_form": _new_incident_form()})
+
+
+def _get_incident(pk: int) -> Incident:
+    try:
+        return selectors.incident_detail(pk)
+    except Incident.DoesNotExist:
+        raise Http404(f"No incident #{pk}.") from None
+
+
+def _detail_context(incident: Incident, **extra: Any) -> dict[str, Any]:
+    return {
+        "incident": incident,
+        "timeline": selectors.timeline(incident),
+        "note_form": NoteForm(),
+        "severity": Severity(incident.severity),
+        **extra,
+    }
+
+
+@api_or_login(TokenScope.READ)
+@require_GET
+def incident_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    if wants_json(request):
+        try:
+            incident = selectors.incident_detail(pk)
+        except Incident.DoesNotExist:
+            return problem(404, "Not found", f"No incident #{pk}.")
+        events = [event_json(event) for event in selectors.timeline(incident)]
+        return JsonResponse({**incident_json(incident), "timeline": events})
+    incident = _get_incident(pk)
+    return render(request, "incidents/detail.html", _detail_context(incident))
+
+
+Action = Callable[[Incident, HtmxHttpRequest], Incident]
+
+
+def _note(incident: Incident, request: HtmxHttpRequest) -> Incident:
+    data = json_body(request) if request.content_type == "application/json" else request.POST
+    form = NoteForm(data)
+    if not form.is_valid():
+        raise _InvalidNote(form)
+    services.add_note(incident, actor=request.user, text=form.cleaned_data["text"])
+    return incident
+
+
+class _InvalidNote(Exception):
+    def __init__(self, form: NoteForm) -> None:
+        super().__init__("invalid note")
+        self.form = form
+
+
+ACTIONS: dict[str, Action] = {
+    "acknowledge": lambda incident, request: services.acknowledge_incident(
+        incident, actor=request.user
+    ),
+    "resolve": lambda incident, request: services.resolve_incident(incident, actor=request.user),
+    "reopen": lambda incident, request: services.reopen_incident(incident, actor=request.user),
+    "escalate": lambda incident, request: services.escalate_incident(incident, actor=request.user),
+    "notes": _note,
+}
+
+
+@api_or_login(TokenScope.WRITE)
+@require_http_methods(["POST"])
+def incident_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
+    """POST /incidents/{id}/{acknowledge,resolve,reopen,escalate,notes}."""
+    api = wants_json(request)
+    try:
+        incident = selectors.incident_detail(pk)
+    except Incident.DoesNotExist:
+        if api:
+            return problem(404, "Not found", f"No incident #{pk}.")
+        raise Http404(f"No incident #{pk}.") from None
+    status, error, note_form = 200, "", NoteForm()
+    try:
+        ACTIONS[action](incident, request)
+    except BadRequest as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    except _InvalidNote as exc:
+        if api:
+            return problem(
+                422, "Invalid note", "The note is empty or too long.", field_errors(exc.form)
+            )
+        status, note_form = 422, exc.form
+    except DomainError as exc:
+        if api:
+            return problem(exc.status, exc.title, exc.detail)
+        status, error = exc.status, exc.detail
+    incident = selectors.incident_detail(pk)
+    if api:
+        return JsonResponse(incident_json(incident))
+    if request.htmx:
+        context = _detail_context(incident, error=error, note_form=note_form)
+        response = render(request, "incidents/detail.html#incident-body", context, status=status)
+        return trigger_client_event(response, CHANGED)
+    if error or note_form.errors:
+        messages.error(request, error or "A note needs some text (at most 10,000 characters).")
+    return redirect(incident)

@@ -1,0 +1,43 @@
+"""Factories with minimal defaults. Incidents are opened through the service,
+so every test incident has the timeline a real one would have."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+from django.contrib.auth.models import User
+
+from incidents.models import Incident, Service
+from incidents.services import open_incident
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"responder{n}")
+    password = factory.PostGenerationMethodCall("set_password", "a-long-test-password")
+
+
+class ServiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Service
+        django_get_or_create = ("slug",)
+
+    name = factory.Sequence(lambda n: f"Service {n}")
+    slug = factory.Sequence(lambda n: f"service-{n}")
+
+
+class IncidentFactory(factory.Factory):
+    class Meta:
+        model = Incident
+
+    service = factory.SubFactory(ServiceFactory)
+    title = factory.Sequence(lambda n: f"Something is broken ({n})")
+    severity = "error"
+
+    @classmethod
+    def _create(cls, model_class: type[Incident], **kwargs: Any) -> Incident:
+        return open_incident(**kwargs).incident

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from time_machine import TimeMachineFixture
+
+from incidents import services
+from incidents.errors import DuplicateOpenIncident, IdempotencyConflict, InvalidTransition
+from incidents.models import EventKind, Incident, Service, Status
+from tests.factories import IncidentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def kinds(incident: Incident) -> list[str]:
+    return list(incident.timeline.order_by("created_at", "pk").values_list("kind", flat=True))
+
+
+def test_opening_an_incident_records_who_opened_it_on_the_timeline(
+    web: Service, alice: User
+) -> None:
+    opened = services.open_incident(
+        service=web, title="Checkout returns 502", severity="critical", actor=alice, source="ui"
+    )
+    incident = opened.incident
+    assert opened.created
+    assert incident.status == Status.TRIGGERED
+    assert incident.opened_by == alice
+    assert kinds(incident) == [EventKind.OPENED]
+    assert "alice" in incident.timeline.get().message
+
+
+def test_a_repeat_with_the_same_dedup_key_joins_the_open_incident(web: Service) -> None:
+    first = services.open_incident(service=web, title="disk full", severity="error", dedup_key="k")
+    again = services.open_incident(service=web, title="disk full", severity="error", dedup_key="k")
+    assert again.incident.pk == first.incident.pk
+    assert again.deduplicated
+    assert not again.created
+    assert kinds(first.incident) == [EventKind.OPENED, EventKind.ALERT]
+
+
+def test_the_same_dedup_key_after_resolve_opens_a_new_incident(web: Service) -> None:
+    first = services.open_incident(service=web, title="disk full", severity="error", dedup_key="k")
+    services.resolve_incident(first.incident, actor=None)
+    second = services.open_incident(service=web, title="disk full", severity="error", dedup_key="k")
+    assert second.created
+    assert second.incident.pk != first.incident.pk
+
+
+def test_replaying_an_idempotency_key_returns_the_same_incident(web: Service) -> None:
+    first = services.open_incident(service=web, title="a", severity="info", idempotency_key="x1")
+    replay = services.open_incident(service=web, title="a", severity="info", idempotency_key="x1")
+    assert replay.incident.pk == first.incident.pk
+    assert not replay.created
+    assert Incident.objects.count() == 1
+    assert kinds(first.incident) == [EventKind.OPENED]
+
+
+def test_reusing_an_idempotency_key_for_another_request_is_refused(web: Service) -> None:
+    services.open_incident(service=web, title="a", severity="info", idempotency_key="x1")
+    with pytest.raises(IdempotencyConflict, match="different request"):
+        services.open_incident(service=web, title="b", severity="info", idempotency_key="x1")
+    assert Incident.objects.count() == 1
+
+
+def test_acknowledge_then_resolve_records_who_and_when(
+    alice: User, time_machine: TimeMachineFixture
+) -> None:
+    time_machine.move_to(datetime(2026, 11, 23, 3, 0, tzinfo=UTC), tick=False)
+    incident = IncidentFactory()
+    time_machine.shift(timedelta(minutes=3))
+    acked = services.acknowledge_incident(incident, actor=alice)
+    assert acked.status == Status.ACKNOWLEDGED
+    assert acked.acknowledged_by == alice
+    assert acked.acknowledged_at == incident.opened_at + timedelta(minutes=3)
+    time_machine.shift(timedelta(minutes=20))
+    resolved = services.resolve_incident(acked, actor=alice)
+    assert resolved.status == Status.RESOLVED
+    assert resolved.resolved_by == alice
+    assert kinds(resolved) == [EventKind.OPENED, EventKind.ACKNOWLEDGED, EventKind.RESOLVED]
+
+
+@pytest.mark.parametrize(
+    ("steps", "refused"),
+    [
+        (["acknowledge"], "acknowledge"),
+        (["resolve"], "resolve"),
+        (["resolve"], "acknowledge"),
+        (["resolve"], "escalate"),
+        ([], "reopen"),
+    ],
+)
+def test_invalid_transitions_are_refused_and_change_nothing(
+    alice: User, steps: list[str], refused: str
+) -> None:
+    incident = IncidentFactory()
+    for step in steps:
+        getattr(services, f"{step}_incident")(incident, actor=alice)
+    before = Incident.objects.get(pk=incident.pk)
+    events = kinds(incident)
+    with pytest.raises(InvalidTransition):
+        getattr(services, f"{refused}_incident")(incident, actor=alice)
+    after = Incident.objects.get(pk=incident.pk)
+    assert (after.status, after.updated_at) == (before.status, before.updated_at)
+    assert kinds(incident) == events
+
+
+def test_reopen_starts_over_as_triggered(alice: User) -> None:
+    incident = IncidentFactory()
+    services.acknowledge_incident(incident, actor=alice)
+    services.resolve_incident(incident, actor=alice)
+    reopened = services.reopen_incident(incident, actor=alice)
+    assert reopened.status == Status.TRIGGERED
+    assert reopened.acknowledged_at is None
+    assert reopened.resolved_at is None
+    assert kinds(reopened)[-1] == EventKind.REOPENED
+
+
+def test_reopen_is_refused_when_another_incident_holds_the_dedup_key(web: Service) -> None:
+    old = services.open_incident(service=web, title="a", severity="info", dedup_key="k").incident
+    services.resolve_incident(old, actor=None)
+    services.open_incident(service=web, title="a", severity="info", dedup_key="k")
+    with pytest.raises(DuplicateOpenIncident, match="dedup key 'k'"):
+        services.reopen_incident(old, actor=None)
+    assert Incident.objects.get(pk=old.pk).status == Status.RESOLVED
+
+
+def test_escalating_an_acknowledged_incident_triggers_it_at_the_next_level(alice: User) -> None:
+    incident = services.acknowledge_incident(IncidentFactory(), actor=alice)
+    escalated = services.escalate_incident(incident, actor=alice)
+    assert escalated.status == Status.TRIGGERED
+    assert escalated.escalation_level == 1
+    assert escalated.acknowledged_by is None
+    event = escalated.timeline.get(kind=EventKind.ESCALATED)
+    assert event.data == {"level": 1, "reason": "manual", "was": "acknowledged"}
+
+
+def test_notes_are_allowed_on_resolved_incidents(alice: User) -> None:
+    incident = services.resolve_incident(IncidentFactory(), actor=alice)
+    note = services.add_note(incident, actor=alice, text="Root cause: expired cert")
+    assert note.kind == EventKind.NOTE
+    assert note.actor == alice
+    assert kinds(incident)[-1] == EventKind.NOTE
+
+
+def test_the_database_refuses_a_second_open_incident_for_a_dedup_key(web: Service) -> None:
+    now = timezone.now()
+    Incident.objects.create(service=web, title="a", severity="info", dedup_key="k", opened_at=now)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Incident.objects.create(
+            service=web, title="b", severity="info", dedup_key="k", opened_at=now
+        )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"status": "sleeping"}, {"severity": "fatal"}, {"status": "resolved"}],
+)
+def test_the_database_refuses_invalid_status_and_severity(change: dict[str, str]) -> None:
+    incident = IncidentFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Incident.objects.filter(pk=incident.pk).update(**change)
