@@ -102,7 +102,8 @@ def api_or_login(scope: str = TokenScope.READ) -> Callable[[View], View]:
                     response["WWW-Authenticate"] = 'Bearer realm="triage"'
                     return response
                 if not token.allows(scope):
-                    return problem(403, "Forbidden", f"This token lacks the {scope!r} scope.")
+                    needed = TokenScope(scope).value
+                    return problem(403, "Forbidden", f"This token lacks the '{needed}' scope.")
                 request.user = token.user
                 return view(request, *args, **kwargs)
             if not request.user.is_authenticated:

@@ -48,7 +48,8 @@ def _filters(request: HtmxHttpRequest) -> tuple[FilterForm, selectors.IncidentFi
 def _new_incident_form(data: Any = None) -> IncidentForm:
     # A fresh idempotency key per rendered form: a double click or a resubmit
     # after a network error cannot open the incident twice.
-    return IncidentForm(data, initial={"idempotency_key": uuid.uuid4().hex})
+    # Its own ids: it shares the dashboard with the filter form.
+    return IncidentForm(data, initial={"idempotency_key": uuid.uuid4().hex}, auto_id="new-%s")
 
 
 @login_required
@@ -90,7 +91,7 @@ def _create_from_request(request: HtmxHttpRequest) -> tuple[IncidentForm, dict[s
     header_key = request.headers.get("Idempotency-Key")
     if header_key:
         data["idempotency_key"] = header_key
-    return IncidentForm(data), data
+    return IncidentForm(data, auto_id="new-%s"), data
 
 
 @api_or_login(TokenScope.WRITE)
@@ -132,7 +133,7 @@ def incident_create(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx:
         fresh = render(
             request,
-            "incidents/dashboard.html#new-incident",
+            "incidents/_new_form_fields.html",
             {"new_form": _new_incident_form(), "created": incident},
         )
         return trigger_client_event(fresh, CHANGED)
@@ -140,7 +141,7 @@ def incident_create(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _render_new_form(request: HtmxHttpRequest, form: IncidentForm, *, status: int) -> HttpResponse:
-    template = "incidents/dashboard.html#new-incident" if request.htmx else "incidents/new.html"
+    template = "incidents/_new_form_fields.html" if request.htmx else "incidents/new.html"
     return render(request, template, {"new_form": form}, status=status)
 
 

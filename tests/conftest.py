@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,14 @@ from redis import Redis
 from incidents.models import Service
 from incidents.tokens import NewToken, create_api_token
 from tests.factories import ServiceFactory, UserFactory
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Playwright's sync API keeps an asyncio loop running in the main thread for
+    # as long as the browser lives (the whole session), and Django refuses
+    # synchronous ORM calls whenever a loop is running. triage has no async
+    # code for that check to protect, so the tests switch it off.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ from incidents.services import open_incident
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"responder{n}")
-    password = factory.PostGenerationMethodCall("set_password", "a-long-test-password")
+    password = factory.django.Password("a-long-test-password")
 
 
 class ServiceFactory(factory.django.DjangoModelFactory):
