@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Count, Q, QuerySet
 
-from incidents.models import OPEN_STATUSES, Incident, Service, Severity, TimelineEvent
-
-SEVERITY_RANK = Case(
-    *(When(severity=value, then=Value(rank)) for rank, value in enumerate(Severity.values, 1)),
-    output_field=IntegerField(),
+from incidents.models import (
+    OPEN_STATUSES,
+    SEVERITY_RANK,
+    Incident,
+    Service,
+    Severity,
+    TimelineEvent,
 )
 
 
@@ -42,7 +44,7 @@ def open_incidents(filters: IncidentFilter | None = None) -> QuerySet[Incident]:
     return (
         incidents.select_related("service", "acknowledged_by")
         .alias(rank=SEVERITY_RANK)
-        .order_by("rank", "opened_at", "pk")
+        .order_by("rank", "opened_at", "id")
     )
 
 

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
@@ -27,20 +28,20 @@ from incidents.http import (
     problem,
     wants_json,
 )
-from incidents.models import Incident, Severity, TokenScope
+from incidents.models import OPEN_STATUSES, Incident, Severity, Status, TokenScope
 from incidents.serializers import event_json, incident_json
 
-PAGE_SIZE = 50
+PAGE_SIZE = 25  # what PagerDuty shows per page; the most severe come first
 CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents
 
 
-def _filters(request: HtmxHttpRequest) -> tuple[FilterForm, selectors.IncidentFilter]:
+def _filters(request: HtmxHttpRequest) -> selectors.IncidentFilter:
     form = FilterForm(request.GET or None)
     if not form.is_valid():
         # A stale bookmark with a deleted service should still show incidents.
-        return form, selectors.IncidentFilter()
+        return selectors.IncidentFilter()
     data = form.cleaned_data
-    return form, selectors.IncidentFilter(
+    return selectors.IncidentFilter(
         service=data["service"], severity=data["severity"], status=data["status"], q=data["q"]
     )
 
@@ -55,16 +56,25 @@ def _new_incident_form(data: Any = None) -> IncidentForm:
 @login_required
 @require_GET
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    filter_form, filters = _filters(request)
-    page = Paginator(selectors.open_incidents(filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = _filters(request)
     counts = selectors.open_counts_by_severity()
+    paginator = Paginator(selectors.open_incidents(filters), PAGE_SIZE)
+    if filters == selectors.IncidentFilter():
+        # Unfiltered, the per-severity counts already add up to the total:
+        # no second pass over every open incident just to count them.
+        paginator.count = sum(counts.values())
+    page = paginator.get_page(request.GET.get("page"))
     context = {
-        "filter_form": filter_form,
+        "filters": filters,
+        "services": selectors.services(),
+        "severity_choices": Severity.choices,
+        "status_choices": [(s, Status(s).label) for s in OPEN_STATUSES],
         "page": page,
         "counts": [(Severity(value), n) for value, n in counts.items()],
         "total_open": sum(counts.values()),
         "query": _query_without_page(request),
-        "new_form": _new_incident_form(),
+        # One reverse() for the page instead of two per row.
+        "incident_url": reverse("incident-detail", args=[0]).removesuffix("0"),
     }
     if request.htmx and request.htmx.target == "incident-list":
         return render(request, "incidents/dashboard.html#incident-list", context)

@@ -81,6 +81,8 @@ def test_a_responder_opens_acknowledges_and_resolves_an_incident(
     # Open an incident from the dashboard's form: it appears without a reload.
     page.get_by_text("Open an incident").click()
     form = page.locator("#new-incident")
+    expect(form.get_by_label("Title")).to_be_visible()
+    settled(page)
     form.get_by_label("Title").fill("   ")
     form.get_by_label("Service").select_option("web")
     page.get_by_role("button", name="Open incident").click()

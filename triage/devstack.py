@@ -2,6 +2,7 @@
 
     python -m triage.devstack run             # web + Celery worker + beat until Ctrl-C
     python -m triage.devstack test [ARGS]     # linters, type check, then pytest
+    python -m triage.devstack bench [SCRIPT]  # benchmarks on throw-away servers
     python -m triage.devstack exec -- CMD...  # any command against the dev servers
 
 When ``DATABASE_URL`` / ``REDIS_URL`` are unset (``TEST_DATABASE_URL`` /
@@ -355,6 +356,34 @@ def test(pytest_args: list[str]) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def bench(args: list[str]) -> int:
+    """Run benchmark scripts against throw-away embedded servers, like the tests."""
+    folder = Path(tempfile.mkdtemp(prefix="triage-bench-"))
+    try:
+        with servers(
+            folder=folder,
+            database_url=os.environ.get("BENCH_DATABASE_URL"),
+            redis_url=os.environ.get("BENCH_REDIS_URL"),
+        ) as urls:
+            env = {
+                **os.environ,
+                **urls,
+                "SECRET_KEY": secrets.token_urlsafe(50),
+                "DEBUG": "false",
+                "LOG_FORMAT": "console",
+                "LOG_LEVEL": "warning",
+                "STATIC_ROOT": str(folder / "static"),
+                "PROMETHEUS_MULTIPROC_DIR": str(folder / "prometheus"),
+            }
+            (folder / "prometheus").mkdir()
+            manage("migrate", "--noinput", "-v", "0", env=env)
+            manage("collectstatic", "--noinput", "-v", "0", env=env)
+            script = [str(Path(args[0]).resolve()), *args[1:]] if args else ["run_all.py"]
+            return subprocess.run([PYTHON, *script], cwd=ROOT / "bench", env=env).returncode
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def exec_(command: list[str]) -> int:
     folder = _data_folder()
     env = dict(os.environ)
@@ -374,12 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="web + worker + beat until Ctrl-C")
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     commands.add_parser("test", help="linters, mypy and pytest")
+    commands.add_parser("bench", help="benchmarks against throw-away servers")
     commands.add_parser("exec", help="run a command against the dev servers")
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
         return run(args.port)
     if args.command == "test":
         return test(rest)
+    if args.command == "bench":
+        return bench(rest)
     return exec_([part for part in rest if part != "--"] or ["bash"])
 
 

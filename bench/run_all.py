@@ -1,0 +1,16 @@
+"""`make bench`: every benchmark, one table, each figure beside its target."""
+
+from __future__ import annotations
+
+import dashboard
+from common import Figure, print_table
+
+
+def main() -> None:
+    figures: list[Figure] = []
+    figures += dashboard.run()
+    print_table("triage benchmarks", figures)
+
+
+if __name__ == "__main__":
+    main()
