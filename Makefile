@@ -15,7 +15,7 @@ test: $(VENV)/.test-installed
 
 ## Run every benchmark in bench/ and print one table.
 bench: $(VENV)/.test-installed
-	$(BIN)/python -m triage.devstack exec -- $(BIN)/python bench/run_all.py
+	$(BIN)/python -m triage.devstack bench
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -32,7 +32,7 @@ $(VENV)/.dev-installed: $(BIN)/python requirements/base.txt requirements/dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
 
-$(VENV)/.test-installed: $(BIN)/python requirements/base.txt requirements/dev.txt requirements/test.txt
+$(VENV)/.test-installed: $(BIN)/python requirements/base.txt requirements/dev.txt requirements/test.txt requirements/deploy-test.txt
 	$(BIN)/python -m pip install --quiet -r requirements/test.txt
 	touch $@ $(VENV)/.dev-installed
 
