@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "triage.apps.TriageConfig",
     "incidents",
     "paging",
+    "postmortems",
+    "integrations",
 ]
 
 MIDDLEWARE = [

@@ -17,5 +17,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("postmortems.urls")),
+    path("", include("integrations.urls")),
+    path("", include("paging.urls")),
     path("", include("incidents.urls")),
 ]
