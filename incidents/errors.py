@@ -23,3 +23,7 @@ class IdempotencyConflict(DomainError):
 
 class DuplicateOpenIncident(DomainError):
     title = "An open incident already has this dedup key"
+
+
+class NoEscalationPolicy(DomainError):
+    title = "Nobody to escalate to"

@@ -69,6 +69,16 @@ class Service(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    escalation_policy = models.ForeignKey(
+        "paging.EscalationPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="services",
+    )
+    # An acknowledged incident still open this long after its acknowledgement
+    # is re-triggered and pages again. Empty: never.
+    ack_timeout_minutes = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -105,8 +115,14 @@ class Incident(models.Model):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
-    # Durable escalation position; Redis holds the live copy (see paging).
+    # Durable escalation position, moved only by paging.escalation; Redis
+    # holds the live copy (paging.state). Level 1 is the policy's first level
+    # (0: nobody paged yet); cycle counts repeats of the whole policy; step
+    # counts every move and is the token that makes each move happen once.
     escalation_level = models.PositiveIntegerField(default=0)
+    escalation_cycle = models.PositiveIntegerField(default=0)
+    escalation_step = models.PositiveIntegerField(default=0)
+    # When the next escalation (triggered) or re-trigger (acknowledged) is due.
     next_escalation_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

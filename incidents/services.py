@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from psycopg import errors as pg_errors
 
-from incidents import hooks
-from incidents.errors import DuplicateOpenIncident, IdempotencyConflict, InvalidTransition
+from incidents.errors import (
+    DuplicateOpenIncident,
+    IdempotencyConflict,
+    InvalidTransition,
+    NoEscalationPolicy,
+)
 from incidents.models import (
     OPEN_STATUSES,
     TRANSITIONS,
@@ -33,42 +34,9 @@ from incidents.models import (
     Status,
     TimelineEvent,
 )
+from incidents.timeline import Actor, actor_name, actor_user, after_commit, record_event
+from paging import escalation, state
 from triage import metrics
-
-Actor = AbstractBaseUser | AnonymousUser | None
-
-
-def _user(actor: Actor) -> Any:
-    """A user to store as actor, or None for the system and anonymous reporters."""
-    return actor if actor is not None and actor.is_authenticated else None
-
-
-def _name(actor: Actor) -> str:
-    user = _user(actor)
-    return user.get_username() if user else "triage"
-
-
-def _record(
-    incident: Incident,
-    kind: str,
-    *,
-    actor: Actor,
-    now: datetime,
-    message: str = "",
-    data: dict[str, Any] | None = None,
-) -> TimelineEvent:
-    return TimelineEvent.objects.create(
-        incident=incident,
-        kind=kind,
-        actor=_user(actor),
-        message=message,
-        data=data or {},
-        created_at=now,
-    )
-
-
-def _after_commit(callback: Callable[[], None]) -> None:
-    transaction.on_commit(callback, robust=True)
 
 
 @dataclass(frozen=True)
@@ -148,7 +116,7 @@ def open_incident(
                     .first()
                 )
                 if joined is not None:
-                    _record(
+                    record_event(
                         joined,
                         EventKind.ALERT,
                         actor=actor,
@@ -169,28 +137,32 @@ def open_incident(
                         idempotency_key=idempotency_key or None,
                         request_fingerprint=fingerprint,
                         opened_at=now,
-                        opened_by=_user(actor),
+                        opened_by=actor_user(actor),
                     )
             except IntegrityError as exc:
                 if attempt == 0 and _is_unique_violation(exc):
                     continue  # lost a race; the winner's row is committed now
                 raise
-            _record(
+            record_event(
                 incident,
                 EventKind.OPENED,
                 actor=actor,
                 now=now,
-                message=f"Opened by {_name(actor)} via {Source(source).label}",
+                message=f"Opened by {actor_name(actor)} via {Source(source).label}",
                 data=data or {},
             )
-            _after_commit(metrics.INCIDENTS_OPENED.labels(source=source).inc)
-            _after_commit(partial(hooks.incident_opened, incident.pk))
+            after_commit(metrics.INCIDENTS_OPENED.labels(source=source).inc)
+            after_commit(escalation.start, incident.pk)
             return Opened(incident, created=True)
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
 
 def _lock(incident: Incident) -> Incident:
-    return Incident.objects.select_for_update().select_related("service").get(pk=incident.pk)
+    return (
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("service__escalation_policy")
+        .get(pk=incident.pk)
+    )
 
 
 def _check(incident: Incident, target: str, verb: str) -> None:
@@ -212,14 +184,13 @@ def acknowledge_incident(
         first_ack = locked.acknowledged_at is None
         locked.status = Status.ACKNOWLEDGED
         locked.acknowledged_at = now
-        locked.acknowledged_by = _user(actor)
-        locked.next_escalation_at = None
+        locked.acknowledged_by = actor_user(actor)
+        escalation.on_acknowledged(locked, now=now)
         locked.save()
-        _record(locked, EventKind.ACKNOWLEDGED, actor=actor, now=now)
+        record_event(locked, EventKind.ACKNOWLEDGED, actor=actor, now=now)
         if first_ack:
             waited = (now - locked.opened_at).total_seconds()
-            _after_commit(lambda: metrics.TIME_TO_ACKNOWLEDGE.observe(waited))
-        _after_commit(lambda: hooks.incident_acknowledged(locked.pk))
+            after_commit(metrics.TIME_TO_ACKNOWLEDGE.observe, waited)
     return locked
 
 
@@ -233,11 +204,11 @@ def resolve_incident(
         _check(locked, Status.RESOLVED, "resolved")
         locked.status = Status.RESOLVED
         locked.resolved_at = now
-        locked.resolved_by = _user(actor)
+        locked.resolved_by = actor_user(actor)
         locked.next_escalation_at = None
         locked.save()
-        _record(locked, EventKind.RESOLVED, actor=actor, now=now, message=message)
-        _after_commit(lambda: hooks.incident_resolved(locked.pk))
+        record_event(locked, EventKind.RESOLVED, actor=actor, now=now, message=message)
+        after_commit(state.forget, locked.pk)
     return locked
 
 
@@ -257,7 +228,8 @@ def reopen_incident(incident: Incident, *, actor: Actor, now: datetime | None = 
         locked.status = Status.TRIGGERED
         locked.acknowledged_at = locked.acknowledged_by = None
         locked.resolved_at = locked.resolved_by = None
-        locked.escalation_level = 0
+        locked.escalation_level = locked.escalation_cycle = 0
+        locked.next_escalation_at = None
         try:
             with transaction.atomic():
                 locked.save()
@@ -268,18 +240,17 @@ def reopen_incident(incident: Incident, *, actor: Actor, now: datetime | None = 
                 f"Incident #{locked.pk} cannot be reopened: another open incident on "
                 f"{locked.service} has dedup key {locked.dedup_key!r}."
             ) from None
-        _record(locked, EventKind.REOPENED, actor=actor, now=now)
-        _after_commit(lambda: hooks.incident_opened(locked.pk))
+        record_event(locked, EventKind.REOPENED, actor=actor, now=now)
+        after_commit(escalation.start, locked.pk)
     return locked
 
 
-def escalate_incident(
-    incident: Incident, *, actor: Actor, now: datetime | None = None, reason: str = "manual"
-) -> Incident:
-    """Move an open incident to its next escalation level now.
+def escalate_incident(incident: Incident, *, actor: Actor, now: datetime | None = None) -> Incident:
+    """Page the next escalation level now.
 
     An acknowledged incident goes back to triggered: whoever is paged next
-    must acknowledge it themselves.
+    must acknowledge it themselves. Refused for resolved incidents and for
+    services without an escalation policy (there is nobody to escalate to).
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -288,21 +259,16 @@ def escalate_incident(
             raise InvalidTransition(
                 f"Incident #{locked.pk} is resolved; reopen it before escalating."
             )
-        was = locked.get_status_display().lower()
-        locked.status = Status.TRIGGERED
-        locked.acknowledged_at = locked.acknowledged_by = None
-        locked.escalation_level += 1
-        locked.save()
-        _record(
-            locked,
-            EventKind.ESCALATED,
-            actor=actor,
-            now=now,
-            message=f"Escalated to level {locked.escalation_level} by {_name(actor)}",
-            data={"level": locked.escalation_level, "reason": reason, "was": was},
-        )
-        _after_commit(lambda: metrics.ESCALATIONS.labels(reason=reason).inc())
-        _after_commit(lambda: hooks.incident_escalated(locked.pk))
+        if locked.service.escalation_policy_id is None:
+            raise NoEscalationPolicy(
+                f"{locked.service} has no escalation policy, so there is nobody to escalate "
+                "to. Give the service a policy in the admin."
+            )
+        if locked.status == Status.ACKNOWLEDGED:
+            locked.status = Status.TRIGGERED
+            locked.acknowledged_at = locked.acknowledged_by = None
+            locked.save()
+        escalation.advance(locked, now=now, reason="manual", actor=actor)
     return locked
 
 
@@ -314,4 +280,4 @@ def add_note(
     with transaction.atomic():
         locked = _lock(incident)
         locked.save(update_fields=["updated_at"])
-        return _record(locked, EventKind.NOTE, actor=actor, now=now, message=text)
+        return record_event(locked, EventKind.NOTE, actor=actor, now=now, message=text)

@@ -30,6 +30,7 @@ from incidents.http import (
 )
 from incidents.models import OPEN_STATUSES, Incident, Severity, Status, TokenScope
 from incidents.serializers import event_json, incident_json
+from paging.selectors import paging_summary
 
 PAGE_SIZE = 25  # what PagerDuty shows per page; the most severe come first
 CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents
@@ -64,6 +65,11 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         # no second pass over every open incident just to count them.
         paginator.count = sum(counts.values())
     page = paginator.get_page(request.GET.get("page"))
+    summaries = paging_summary(page.object_list)
+    for incident in page.object_list:
+        summary = summaries[incident.pk]
+        incident.paged_names = ", ".join(summary.paged)  # type: ignore[attr-defined]
+        incident.next_escalation_at = summary.next_escalation_at
     context = {
         "filters": filters,
         "services": selectors.services(),

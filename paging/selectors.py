@@ -2,25 +2,63 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from incidents.models import Incident
+from redis.exceptions import RedisError
+
+from incidents.models import EventKind, Incident, TimelineEvent
+from paging import state
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PagingSummary:
     level: int
     next_escalation_at: datetime | None
-    paged: list[str] = field(default_factory=list)  # display names of people paged now
+    paged: list[str] = field(default_factory=list)  # usernames paged at the current level
+    live: bool = True  # False when read from PostgreSQL because Redis was unavailable
 
 
 def paging_summary(incidents: Iterable[Incident]) -> dict[int, PagingSummary]:
-    """Live paging state per incident id, for a page of incidents."""
-    return {
-        incident.pk: PagingSummary(
-            level=incident.escalation_level, next_escalation_at=incident.next_escalation_at
-        )
-        for incident in incidents
+    """Paging state per incident id for a page of incidents.
+
+    From Redis (one pipelined round trip); incidents Redis does not know, or
+    all of them when Redis is down, come from PostgreSQL (one query).
+    """
+    incidents = list(incidents)
+    try:
+        live = state.read_live([incident.pk for incident in incidents])
+    except (RedisError, OSError):
+        logger.warning("redis unavailable; paging state from PostgreSQL")
+        live = {}
+    summaries = {
+        pk: PagingSummary(level=item.level, next_escalation_at=item.next_at, paged=item.paged)
+        for pk, item in live.items()
     }
+    missing = [incident for incident in incidents if incident.pk not in live]
+    if missing:
+        paged = _paged_from_timeline([incident.pk for incident in missing])
+        for incident in missing:
+            summaries[incident.pk] = PagingSummary(
+                level=incident.escalation_level,
+                next_escalation_at=incident.next_escalation_at,
+                paged=paged.get(incident.pk, []),
+                live=False,
+            )
+    return summaries
+
+
+def _paged_from_timeline(incident_ids: list[int]) -> dict[int, list[str]]:
+    """The names in each incident's latest "paged" event, in one query."""
+    events = (
+        TimelineEvent.objects.filter(incident_id__in=incident_ids, kind=EventKind.PAGED)
+        .filter(data__has_key="paged")
+        .order_by("incident_id", "-created_at", "-pk")
+        .distinct("incident_id")
+        .values_list("incident_id", "data")
+    )
+    return {incident_id: list(data["paged"]) for incident_id, data in events}

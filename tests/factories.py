@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 
 from incidents.models import Incident, Service
 from incidents.services import open_incident
+from paging.models import ContactMethod, EscalationLevel, EscalationPolicy
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -40,3 +41,27 @@ class IncidentFactory(factory.Factory):
     @classmethod
     def _create(cls, model_class: type[Incident], **kwargs: Any) -> Incident:
         return open_incident(**kwargs).incident
+
+
+class PolicyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EscalationPolicy
+
+    name = factory.Sequence(lambda n: f"Policy {n}")
+
+
+def policy_with_levels(*levels: tuple[int, list[User]], repeat: int = 0) -> EscalationPolicy:
+    """A policy whose levels page these people after these delays (minutes)."""
+    policy = PolicyFactory(repeat_count=repeat)
+    for position, (delay, people) in enumerate(levels):
+        level = EscalationLevel.objects.create(
+            policy=policy, position=position, delay_minutes=delay
+        )
+        level.users.set(people)
+    return policy
+
+
+def contact(user: User, url: str = "json://127.0.0.1:9/", **kwargs: Any) -> ContactMethod:
+    return ContactMethod.objects.create(
+        user=user, name=kwargs.pop("name", "phone"), url=url, **kwargs
+    )

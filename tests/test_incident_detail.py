@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,7 +12,7 @@ from django.test import Client
 from incidents import services
 from incidents.models import EventKind, Incident, Status
 from incidents.tokens import NewToken
-from tests.factories import IncidentFactory
+from tests.factories import IncidentFactory, contact, policy_with_levels
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true", "HX-Target": "incident-body"}
@@ -71,15 +72,30 @@ def test_without_javascript_actions_redirect_back_with_a_message(alice_client: C
     assert "cannot be resolved" in response.content.decode()
 
 
-@pytest.mark.parametrize(
-    ("action", "status"),
-    [("resolve", Status.RESOLVED), ("escalate", Status.TRIGGERED)],
-)
-def test_resolve_and_escalate_from_the_page(alice_client: Client, action: str, status: str) -> None:
+def test_resolve_from_the_page(alice_client: Client) -> None:
     incident = IncidentFactory()
-    response = alice_client.post(f"/incidents/{incident.pk}/{action}", headers=HTMX)
+    response = alice_client.post(f"/incidents/{incident.pk}/resolve", headers=HTMX)
     assert response.status_code == 200
-    assert Incident.objects.get(pk=incident.pk).status == status
+    assert Incident.objects.get(pk=incident.pk).status == Status.RESOLVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_escalate_now_pages_the_next_level(alice_client: Client, alice: User, web: Any) -> None:
+    contact(alice)
+    web.escalation_policy = policy_with_levels((5, [alice]), (5, [alice]))
+    web.save()
+    incident = IncidentFactory(service=web)
+    response = alice_client.post(f"/incidents/{incident.pk}/escalate", headers=HTMX)
+    assert response.status_code == 200
+    assert "Escalated to level 2" in response.content.decode()
+    assert Incident.objects.get(pk=incident.pk).escalation_level == 2
+
+
+def test_escalating_without_a_policy_explains_why_not(alice_client: Client) -> None:
+    incident = IncidentFactory()
+    response = alice_client.post(f"/incidents/{incident.pk}/escalate", headers=HTMX)
+    assert response.status_code == 409
+    assert "has no escalation policy" in response.content.decode()
 
 
 def test_reopen_from_the_page(alice_client: Client) -> None:

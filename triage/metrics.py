@@ -1,9 +1,12 @@
 """Prometheus exposition: every metric name triage exports is defined here.
 
-Scrape-time (computed from PostgreSQL/Redis when scraped):
-``triage_open_incidents{severity}``, ``triage_escalation_due_backlog``,
-``triage_celery_queue_length{queue}``. Updated by the process doing the work:
-the counters and histograms at the end of this module.
+Scrape-time (computed from PostgreSQL/Redis when scraped, see
+``paging.metrics``): ``triage_open_incidents{severity}``,
+``triage_escalation_due_backlog``, ``triage_celery_queue_length{queue}``,
+``triage_escalation_heartbeat_timestamp_seconds``, and the counters the
+worker keeps in Redis: ``triage_pages_total{channel,outcome}``,
+``triage_escalations_total{reason}``, ``triage_escalation_lateness_seconds``.
+Updated in the web process: the metrics at the end of this module.
 
 Request, database and cache metrics come from django-prometheus. Under
 gunicorn with several workers each process keeps its own counters, so when
@@ -26,7 +29,6 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -74,30 +76,10 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 # Counters and histograms are updated by the process doing the work (web,
 # worker or beat); in multiprocess mode their values are merged at scrape.
 
-PAGES = Counter(
-    "triage_pages_total",
-    "Notification attempts, by channel and outcome (sent, failed, suppressed).",
-    ["channel", "outcome"],
-)
-ESCALATIONS = Counter(
-    "triage_escalations_total",
-    "Escalation steps taken, by reason (timeout, manual, ack_timeout, repeat).",
-    ["reason"],
-)
 TIME_TO_ACKNOWLEDGE = Histogram(
     "triage_time_to_acknowledge_seconds",
     "Seconds from an incident opening to its first acknowledgement.",
     buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400),
-)
-ESCALATION_LATENESS = Histogram(
-    "triage_escalation_lateness_seconds",
-    "Seconds from an escalation's deadline to the page being recorded.",
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-)
-ESCALATION_HEARTBEAT = Gauge(
-    "triage_escalation_heartbeat_timestamp_seconds",
-    "Unix time of the last completed escalation pass.",
-    multiprocess_mode="max",
 )
 INCIDENTS_OPENED = Counter(
     "triage_incidents_opened_total",

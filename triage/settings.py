@@ -251,7 +251,24 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+ESCALATION_CHECK_SECONDS = env_float("ESCALATION_CHECK_SECONDS", 1.0, minimum=0.1)
+RECONCILE_SECONDS = env_float("RECONCILE_SECONDS", 60.0, minimum=1.0)
+# An external dead-man's switch (healthchecks.io, Uptime Kuma push URL...)
+# pinged after each healthy escalation pass, at most once a minute.
+ESCALATION_HEARTBEAT_URL = env_str("ESCALATION_HEARTBEAT_URL", "") or ""
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "escalation-check": {
+        "task": "paging.check_escalations",
+        "schedule": ESCALATION_CHECK_SECONDS,
+        # A check nobody ran within this time is dropped: the next one covers it.
+        "options": {"expires": max(ESCALATION_CHECK_SECONDS * 5, 5)},
+    },
+    "paging-reconcile": {
+        "task": "paging.reconcile",
+        "schedule": RECONCILE_SECONDS,
+        "options": {"expires": RECONCILE_SECONDS},
+    },
+}
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "console"))
@@ -279,3 +296,28 @@ LOGGING = {
         "celery.app.trace": {"level": LOG_LEVEL},
     },
 }
+
+# Post-mortems, the public report page and the status page (postmortems app).
+# REPORTS_PAGE: whether incidents opened from the public report form page
+# people; when false they are recorded with {"unpaged": true} on their
+# opening event. REPORTS_DEFAULT_SERVICE is the slug used when a reporter
+# does not pick a service. POSTMORTEM_NOTIFY_URL is an apprise URL (empty: off).
+REPORTS_PAGE = env_bool("REPORTS_PAGE", True)
+REPORTS_DEFAULT_SERVICE = env_str("REPORTS_DEFAULT_SERVICE", "") or ""
+REPORTS_SEVERITY = env_choice(
+    "REPORTS_SEVERITY", "warning", ("critical", "error", "warning", "info")
+)
+REPORTS_RATE_LIMIT = env_int("REPORTS_RATE_LIMIT", 5, minimum=1)
+REPORTS_RATE_WINDOW = env_int("REPORTS_RATE_WINDOW", 600, minimum=1)
+REPORTS_MIN_FILL_SECONDS = env_int("REPORTS_MIN_FILL_SECONDS", 3, minimum=0)
+REPORTS_TRUSTED_PROXIES = env_int("REPORTS_TRUSTED_PROXIES", 0, minimum=0)
+POSTMORTEM_NOTIFY_URL = env_str("POSTMORTEM_NOTIFY_URL", "") or ""
+
+# --- Integrations: ingest keys, the /v1 API, the MCP server (integrations app) ---
+# django-ninja's own app serves the /v1/docs page's Swagger UI from our static
+# files instead of a CDN.
+INSTALLED_APPS += ["ninja"]
+# MCP write tools (acknowledge, escalate, note, resolve) are off unless enabled.
+MCP_WRITE_TOOLS = env_bool("MCP_WRITE_TOOLS", False)
+# The user `manage.py mcp` (stdio) acts as when --user is not given.
+MCP_USER = env_str("MCP_USER", "") or ""

@@ -1,0 +1,383 @@
+"""The escalation engine: the only code that moves an incident's escalation state.
+
+Every move happens in a transaction holding the incident's row lock and is
+decided from what that locked row says (status, level, next deadline), so two
+checkers, a retried task, a manual escalation and an acknowledgement racing
+each other are serialised by PostgreSQL: whoever locks second sees the first
+one's result. A beat-driven escalation only runs when the locked row's
+deadline has passed; the move itself pushes the deadline forward (or clears
+it), so the same deadline can never be acted on twice. Redis is updated after
+commit and is only an index: when it is wrong or empty, the next
+reconciliation puts it right (``reconcile``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from incidents.models import EventKind, Incident, Status
+from incidents.timeline import Actor, actor_name, after_commit, record_event
+from paging import oncall, state
+from paging.models import (
+    ContactMethod,
+    EscalationLevel,
+    EscalationPolicy,
+    MaintenanceWindow,
+    NotificationRule,
+    Page,
+    PageStatus,
+)
+from triage.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
+
+LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+
+def _levels(policy: EscalationPolicy) -> list[EscalationLevel]:
+    return list(
+        policy.levels.order_by("position", "pk").prefetch_related("users", Prefetch("schedules"))
+    )
+
+
+def level_targets(level: EscalationLevel, *, at: datetime) -> list[User]:
+    """The people a level pages at ``at``: its users, then whoever is on call."""
+    people: list[User] = list(level.users.all())
+    for schedule in level.schedules.all():
+        for person in oncall.who_is_on_call(schedule, at=at):
+            if person not in people:
+                people.append(person)
+    return people
+
+
+def _suppression(incident: Incident, now: datetime) -> str:
+    """Why nobody should be paged for this incident now, or "" to page."""
+    window = MaintenanceWindow.objects.filter(
+        service_id=incident.service_id, start__lte=now, end__gt=now
+    ).first()
+    if window is not None:
+        return f"maintenance window until {window.end:%Y-%m-%d %H:%M %Z}" + (
+            f" ({window.reason})" if window.reason else ""
+        )
+    opened = incident.timeline.filter(kind=EventKind.OPENED).first()
+    if opened is not None and opened.data.get("unpaged"):
+        return "this incident was set to land unpaged"
+    return ""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    user: User
+    method: ContactMethod | None
+    delay: int
+
+
+def _notification_plan(people: list[User]) -> list[_Plan]:
+    """Each person's rules, or every enabled method at once when they have none."""
+    methods = ContactMethod.objects.filter(user__in=people, enabled=True).prefetch_related(
+        Prefetch("rules", queryset=NotificationRule.objects.order_by("delay_minutes"))
+    )
+    by_user: dict[int, list[ContactMethod]] = {}
+    for method in methods:
+        by_user.setdefault(method.user_id, []).append(method)
+    plan: list[_Plan] = []
+    for person in people:
+        mine = by_user.get(person.pk, [])
+        if not mine:
+            plan.append(_Plan(person, None, 0))
+            continue
+        ruled = [(m, r.delay_minutes) for m in mine for r in m.rules.all()]
+        for method, delay in ruled or [(m, 0) for m in mine]:
+            plan.append(_Plan(person, method, delay))
+    return plan
+
+
+def _page_level(incident: Incident, level: EscalationLevel, *, now: datetime) -> list[str]:
+    people = level_targets(level, at=now)
+    names = [person.get_username() for person in people]
+    pages: list[Page] = []
+    for item in _notification_plan(people):
+        pages.append(
+            Page(
+                incident=incident,
+                user=item.user,
+                contact_method=item.method,
+                channel=item.method.scheme if item.method else "none",
+                level=incident.escalation_level,
+                due_at=now + timedelta(minutes=item.delay),
+                status=PageStatus.QUEUED if item.method else PageStatus.FAILED,
+                error="" if item.method else "no contact method configured",
+            )
+        )
+    Page.objects.bulk_create(pages)
+    record_event(
+        incident,
+        EventKind.PAGED,
+        actor=None,
+        now=now,
+        message=(
+            f"Paged {', '.join(names)} (level {incident.escalation_level})"
+            if names
+            else f"Level {incident.escalation_level} has nobody to page"
+        ),
+        data={"level": incident.escalation_level, "paged": names},
+    )
+    for page in pages:
+        if page.status == PageStatus.QUEUED:
+            after_commit(_enqueue_delivery, page.pk, page.due_at)
+        else:
+            after_commit(state.count, "pages", ("none", "failed"))
+    return names
+
+
+def _enqueue_delivery(page_id: int, due_at: datetime) -> None:
+    celery_app.send_task("paging.deliver_page", args=[page_id], eta=due_at)
+
+
+def _sync_after_commit(incident: Incident, paged: list[str] | None, now: datetime) -> None:
+    live = state.Live(
+        level=incident.escalation_level,
+        step=incident.escalation_step,
+        paged=paged or [],
+        paged_at=now if paged is not None else None,
+        next_at=incident.next_escalation_at,
+    )
+    after_commit(state.write_live, incident.pk, live)
+
+
+def advance(
+    incident: Incident, *, now: datetime, reason: str, actor: Actor = None, lateness: float = 0.0
+) -> bool:
+    """Page the next level of the service's policy. The caller holds the row lock.
+
+    The first call pages level 1. After the last level the policy starts over
+    at level 1 ``repeat_count`` more times, then stays at the last level with
+    no further deadline; escalating by hand then pages the last level again.
+    Returns False when the service has no policy (or it has no levels).
+    """
+    policy = incident.service.escalation_policy
+    levels = _levels(policy) if policy else []
+    if policy is None or not levels:
+        incident.next_escalation_at = None
+        incident.save(update_fields=["next_escalation_at", "updated_at"])
+        return False
+    if incident.escalation_level == 0:
+        incident.escalation_level, incident.escalation_cycle = 1, 0
+    elif incident.escalation_level < len(levels):
+        incident.escalation_level += 1
+    elif incident.escalation_cycle < policy.repeat_count:
+        incident.escalation_level, incident.escalation_cycle = 1, incident.escalation_cycle + 1
+    exhausted = (
+        incident.escalation_level == len(levels)
+        and incident.escalation_cycle >= policy.repeat_count
+    )
+    level = levels[incident.escalation_level - 1]
+    incident.escalation_step += 1
+    incident.next_escalation_at = (
+        None if exhausted else now + timedelta(minutes=level.delay_minutes)
+    )
+    incident.save(
+        update_fields=[
+            "escalation_level",
+            "escalation_cycle",
+            "escalation_step",
+            "next_escalation_at",
+            "updated_at",
+        ]
+    )
+    if reason != "opened":
+        record_event(
+            incident,
+            EventKind.ESCALATED,
+            actor=actor,
+            now=now,
+            message=f"Escalated to level {incident.escalation_level} ({_REASONS[reason]})"
+            + (f" by {actor_name(actor)}" if reason == "manual" else ""),
+            data={
+                "level": incident.escalation_level,
+                "cycle": incident.escalation_cycle,
+                "reason": reason,
+                "lateness_seconds": round(lateness, 3),
+            },
+        )
+        after_commit(state.count, "escalations", (reason,))
+    paged = _page_level(incident, level, now=now)
+    _sync_after_commit(incident, paged, now)
+    return True
+
+
+_REASONS = {
+    "opened": "incident opened",
+    "timeout": "nobody acknowledged in time",
+    "manual": "escalated by hand",
+    "ack_timeout": "acknowledged but not resolved in time",
+}
+
+
+def start(incident_id: int, *, now: datetime | None = None) -> None:
+    """Page level 1 of a new (or reopened) incident, unless paging is suppressed.
+
+    Runs after the incident's transaction committed. Safe to call twice: only
+    a triggered incident that has not paged anyone yet (level 0) moves.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        incident = (
+            Incident.objects.select_for_update(of=("self",))
+            .select_related("service__escalation_policy")
+            .filter(pk=incident_id, status=Status.TRIGGERED, escalation_level=0)
+            .first()
+        )
+        if incident is None:
+            return
+        reason = _suppression(incident, now)
+        if reason:
+            record_event(
+                incident,
+                EventKind.PAGED,
+                actor=None,
+                now=now,
+                message=f"Nobody paged: {reason}",
+                data={"suppressed": reason},
+            )
+            _sync_after_commit(incident, None, now)
+            return
+        if not advance(incident, now=now, reason="opened"):
+            record_event(
+                incident,
+                EventKind.PAGED,
+                actor=None,
+                now=now,
+                message=f"Nobody paged: {incident.service} has no escalation policy",
+                data={"suppressed": "no escalation policy"},
+            )
+
+
+def on_acknowledged(incident: Incident, *, now: datetime) -> None:
+    """Inside acknowledge_incident: stop escalating; arm the ack timeout if any."""
+    minutes = incident.service.ack_timeout_minutes
+    incident.next_escalation_at = now + timedelta(minutes=minutes) if minutes else None
+    _sync_after_commit(incident, None, now)
+
+
+def escalate_due(incident_id: int, *, now: datetime | None = None) -> str:
+    """Act on an incident whose deadline the checker claimed. Returns what happened.
+
+    - triggered and due: page the next level ("escalated");
+    - acknowledged and due (ack timeout): back to triggered, page level 1
+      again ("retriggered");
+    - anything else (acknowledged or resolved meanwhile, already escalated by
+      another checker, deadline moved): nothing, and the Redis index is set
+      back to the database's deadline ("not_due").
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        incident = (
+            Incident.objects.select_for_update(of=("self",))
+            .select_related("service__escalation_policy")
+            .filter(pk=incident_id)
+            .first()
+        )
+        if incident is None:
+            after_commit(state.forget, incident_id)
+            return "gone"
+        due = incident.next_escalation_at
+        if due is None or due > now or incident.status == Status.RESOLVED:
+            after_commit(state.set_deadline, incident.pk, due)
+            return "not_due"
+        lateness = (now - due).total_seconds()
+        if incident.status == Status.ACKNOWLEDGED:
+            incident.status = Status.TRIGGERED
+            incident.acknowledged_at = None
+            incident.acknowledged_by = None
+            incident.escalation_level = incident.escalation_cycle = 0
+            incident.save()
+            record_event(
+                incident,
+                EventKind.RETRIGGERED,
+                actor=None,
+                now=now,
+                message="Re-triggered: acknowledged but still not resolved",
+            )
+            advance(incident, now=now, reason="ack_timeout", lateness=lateness)
+            outcome = "retriggered"
+        else:
+            advance(incident, now=now, reason="timeout", lateness=lateness)
+            outcome = "escalated"
+        after_commit(state.observe, "escalation_lateness", lateness, LATENESS_BUCKETS)
+        return outcome
+
+
+def check(*, now: datetime | None = None, limit: int = 500) -> dict[str, Any]:
+    """One escalation pass: claim what is due in Redis, act on each, beat the heart.
+
+    Costs one Redis round trip when nothing is due, whatever the number of
+    open incidents.
+    """
+    now = now or timezone.now()
+    claimed = state.claim_due(now.timestamp(), limit=limit)
+    outcomes: dict[str, int] = {}
+    for incident_id in claimed:
+        try:
+            outcome = escalate_due(incident_id, now=now)
+        except Exception:
+            # One bad incident must not stop the others; its claim expires and
+            # it is tried again on a later pass.
+            logger.exception("escalation failed", extra={"incident_id": incident_id})
+            outcome = "error"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    state.record_heartbeat(now.timestamp())
+    return {"claimed": len(claimed), **outcomes}
+
+
+def reconcile(*, now: datetime | None = None) -> dict[str, int]:
+    """Rebuild Redis from PostgreSQL and start paging anything never started.
+
+    Runs at worker start, periodically, and from ``manage.py
+    rebuild_paging_state``. Deadlines come from the database, so an
+    escalation that fell due while Redis was empty runs on the next pass.
+    """
+    now = now or timezone.now()
+    unstarted = list(
+        Incident.objects.filter(status=Status.TRIGGERED, escalation_level=0)
+        .exclude(service__escalation_policy=None)
+        .values_list("pk", flat=True)
+    )
+    for incident_id in unstarted:
+        start(incident_id, now=now)
+    open_incidents = Incident.objects.exclude(status=Status.RESOLVED).only(
+        "pk", "escalation_level", "escalation_step", "next_escalation_at"
+    )
+    deadlines = []
+    for incident in open_incidents.iterator(chunk_size=2000):
+        state.write_live(
+            incident.pk,
+            state.Live(
+                level=incident.escalation_level,
+                step=incident.escalation_step,
+                paged=_paged_names(incident),
+                paged_at=None,
+                next_at=incident.next_escalation_at,
+            ),
+        )
+        if incident.next_escalation_at is not None:
+            deadlines.append((incident.pk, incident.next_escalation_at))
+    indexed = state.replace_deadlines(deadlines)
+    return {"started": len(unstarted), "deadlines": indexed}
+
+
+def _paged_names(incident: Incident) -> list[str]:
+    event = (
+        incident.timeline.filter(kind=EventKind.PAGED, data__has_key="paged")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    return list(event.data["paged"]) if event else []

@@ -1,0 +1,81 @@
+"""Metrics computed when Prometheus scrapes the web: right whichever pod answers.
+
+The worker and beat are not scraped; what they count lives in Redis
+(``paging.state``) and is read here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from django.utils import timezone
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from redis.exceptions import RedisError
+
+from incidents.selectors import open_counts_by_severity
+from paging import state
+from paging.escalation import LATENESS_BUCKETS
+
+logger = logging.getLogger(__name__)
+
+
+def collect() -> Iterator[Metric]:
+    open_incidents = GaugeMetricFamily(
+        "triage_open_incidents", "Open incidents by severity.", labels=["severity"]
+    )
+    for severity, count in open_counts_by_severity().items():
+        open_incidents.add_metric([severity], count)
+    yield open_incidents
+    try:
+        yield from _from_redis()
+    except (RedisError, OSError):
+        logger.warning("redis unavailable: paging metrics skipped in this scrape")
+
+
+def _from_redis() -> Iterator[Metric]:
+    now = timezone.now().timestamp()
+    backlog = GaugeMetricFamily(
+        "triage_escalation_due_backlog", "Escalations due now and not yet taken."
+    )
+    backlog.add_metric([], state.due_count(now))
+    yield backlog
+    heartbeat = GaugeMetricFamily(
+        "triage_escalation_heartbeat_timestamp_seconds",
+        "Unix time of the last completed escalation pass.",
+    )
+    heartbeat.add_metric([], state.heartbeat() or 0)
+    yield heartbeat
+    queue = GaugeMetricFamily(
+        "triage_celery_queue_length", "Tasks waiting in a Celery queue.", labels=["queue"]
+    )
+    queue.add_metric(["celery"], state.celery_queue_length("celery"))
+    yield queue
+    pages = CounterMetricFamily(
+        "triage_pages",
+        "Notification attempts by channel and outcome.",
+        labels=["channel", "outcome"],
+    )
+    for labels, value in state.read_metric("pages").items():
+        pages.add_metric(labels.split("|"), value)
+    yield pages
+    escalations = CounterMetricFamily(
+        "triage_escalations", "Escalation steps taken, by reason.", labels=["reason"]
+    )
+    for labels, value in state.read_metric("escalations").items():
+        escalations.add_metric([labels], value)
+    yield escalations
+    raw = state.read_metric("escalation_lateness")
+    buckets = [(str(float(b)), raw.get(f"le:{b}", 0.0)) for b in LATENESS_BUCKETS]
+    buckets.append(("+Inf", raw.get("le:+Inf", 0.0)))
+    lateness = HistogramMetricFamily(
+        "triage_escalation_lateness_seconds",
+        "Seconds from an escalation's deadline to the page being recorded.",
+    )
+    lateness.add_metric([], buckets, sum_value=raw.get("sum", 0.0))
+    yield lateness

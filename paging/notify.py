@@ -1,0 +1,115 @@
+"""Sending pages through apprise, one Page row per attempt."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import apprise
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from incidents.models import Severity, Status
+from paging import state
+from paging.models import ContactMethod, Page, PageStatus
+from triage.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# A page claimed longer ago than this by a worker that never finished (killed
+# mid-send) may be claimed again.
+CLAIM_LEASE = timedelta(minutes=2)
+
+
+def backoff(attempt: int) -> timedelta:
+    """30 s, 1 min, 2 min, 4 min: retry quickly, but do not hammer a failing channel."""
+    return timedelta(seconds=30 * 2 ** (attempt - 1))
+
+
+def send(url: str, *, title: str, body: str) -> str:
+    """Send one message; "" on success, otherwise what went wrong (no secrets)."""
+    sender = apprise.Apprise()
+    if not sender.add(url):
+        return "not a valid apprise URL"
+    with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+        ok = sender.notify(title=title, body=body)
+    if ok:
+        return ""
+    lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+    return (lines[-1] if lines else "the channel refused the message")[:500]
+
+
+def _claim(page_id: int) -> bool:
+    """Take the page for sending. Exactly one worker wins a queued page: the
+    conditional UPDATE is atomic, and a second worker's update matches no row."""
+    now = timezone.now()
+    claimable = Q(status=PageStatus.QUEUED) | Q(
+        status=PageStatus.SENDING, claimed_at__lt=now - CLAIM_LEASE
+    )
+    return bool(
+        Page.objects.filter(claimable, pk=page_id).update(status=PageStatus.SENDING, claimed_at=now)
+    )
+
+
+def deliver(page_id: int) -> str:
+    """Send a queued page; on failure record it and queue the next attempt."""
+    if not _claim(page_id):
+        return "skipped"
+    page = Page.objects.select_related("incident__service", "contact_method").get(pk=page_id)
+    incident = page.incident
+    if incident.status != Status.TRIGGERED or page.contact_method is None:
+        Page.objects.filter(pk=page.pk).update(status=PageStatus.CANCELLED)
+        return "cancelled"
+    severity = Severity(incident.severity).label
+    error = send(
+        page.contact_method.url,
+        title=f"[{severity}] #{incident.pk} {incident.title}",
+        body=(
+            f"{incident.service} · level {page.level}\n"
+            f"{settings.BASE_URL}{incident.get_absolute_url()}"
+        ),
+    )
+    now = timezone.now()
+    if not error:
+        Page.objects.filter(pk=page.pk).update(status=PageStatus.SENT, sent_at=now)
+        state.count("pages", (page.channel, "sent"))
+        return "sent"
+    with transaction.atomic():
+        Page.objects.filter(pk=page.pk).update(status=PageStatus.FAILED, error=error)
+        state.count("pages", (page.channel, "failed"))
+        if page.attempt < MAX_ATTEMPTS:
+            retry = Page.objects.create(
+                incident=incident,
+                user=page.user,
+                contact_method=page.contact_method,
+                channel=page.channel,
+                level=page.level,
+                attempt=page.attempt + 1,
+                due_at=now + backoff(page.attempt),
+            )
+            transaction.on_commit(
+                lambda: celery_app.send_task(
+                    "paging.deliver_page", args=[retry.pk], eta=retry.due_at
+                )
+            )
+    logger.warning(
+        "page failed", extra={"page_id": page.pk, "channel": page.channel, "error": error}
+    )
+    return "failed"
+
+
+def send_test(method_id: int) -> str:
+    method = ContactMethod.objects.get(pk=method_id)
+    error = send(
+        method.url,
+        title="triage test notification",
+        body=f"This is how triage will reach you through {method.name}.",
+    )
+    result = error or "delivered"
+    ContactMethod.objects.filter(pk=method.pk).update(
+        last_test_at=timezone.now(), last_test_result=result[:300]
+    )
+    return result

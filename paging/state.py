@@ -1,0 +1,206 @@
+"""The live paging state in Redis. All of triage's paging Redis code is here.
+
+Keys (all under the ``triage:paging:`` prefix):
+
+``deadlines``  sorted set, member = incident id, score = Unix time its next
+    escalation (or acknowledgement-timeout re-trigger) is due. Present while
+    the incident has a deadline; removed on acknowledge (without an ack
+    timeout) and resolve. Claiming a due member moves its score ``CLAIM_LEASE``
+    seconds into the future, so a second checker does not pick it up while
+    the first works on it; if that worker dies, the member comes due again.
+``incident:<id>``  hash: ``level``, ``step``, ``paged`` (JSON list of the
+    names paged now), ``paged_at``, ``next_at`` (ISO times). Expires a day
+    after its last write, and is deleted on resolve.
+``heartbeat``  Unix time of the last completed escalation pass.
+``metrics:<name>``  hashes of counters and histogram buckets written by the
+    worker and read by /metrics (workers are not scraped themselves).
+
+When Redis is empty (flushed, restarted, replaced): nothing is lost.
+PostgreSQL holds each incident's level, step and next deadline; the worker
+rebuilds these keys at start, every reconciliation pass and on
+``manage.py rebuild_paging_state``. Until then pages show paging state from
+PostgreSQL, and an escalation that fell due meanwhile runs as soon as the
+deadline is back in the index (the database condition makes it run once).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django_redis import get_redis_connection
+from redis import Redis
+
+PREFIX = "triage:paging:"
+DEADLINES = PREFIX + "deadlines"
+HEARTBEAT = PREFIX + "heartbeat"
+CLAIM_LEASE = 30.0  # seconds a claimed deadline stays hidden from other checkers
+LIVE_TTL = 24 * 3600
+
+# Atomically take up to ARGV[3] members due at ARGV[1] and push each one's
+# score to ARGV[2] (the lease end). One round trip; two checkers running this
+# at the same moment get disjoint sets, because Redis runs scripts one at a
+# time. Cost: O(log N + due), whatever the number of open incidents.
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
+"""
+
+
+def client() -> Redis:
+    redis: Redis = get_redis_connection("default")
+    return redis
+
+
+def _incident_key(incident_id: int) -> str:
+    return f"{PREFIX}incident:{incident_id}"
+
+
+def claim_due(now: float, *, limit: int = 500) -> list[int]:
+    """Ids of incidents whose deadline has passed, each claimed for CLAIM_LEASE seconds."""
+    members = client().eval(_CLAIM, 1, DEADLINES, now, now + CLAIM_LEASE, limit)
+    return [int(member) for member in members]
+
+
+def set_deadline(incident_id: int, deadline: datetime | None) -> None:
+    if deadline is None:
+        client().zrem(DEADLINES, incident_id)
+    else:
+        client().zadd(DEADLINES, {str(incident_id): deadline.timestamp()})
+
+
+def due_count(now: float) -> int:
+    return int(client().zcount(DEADLINES, "-inf", now))
+
+
+@dataclass(frozen=True)
+class Live:
+    level: int
+    step: int
+    paged: list[str]
+    paged_at: datetime | None
+    next_at: datetime | None
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _parse(value: bytes | None) -> datetime | None:
+    return datetime.fromisoformat(value.decode()) if value else None
+
+
+def write_live(incident_id: int, live: Live) -> None:
+    key = _incident_key(incident_id)
+    pipe = client().pipeline()
+    pipe.hset(
+        key,
+        mapping={
+            "level": live.level,
+            "step": live.step,
+            "paged": json.dumps(live.paged),
+            "paged_at": _iso(live.paged_at),
+            "next_at": _iso(live.next_at),
+        },
+    )
+    pipe.expire(key, LIVE_TTL)
+    if live.next_at is None:
+        pipe.zrem(DEADLINES, incident_id)
+    else:
+        pipe.zadd(DEADLINES, {str(incident_id): live.next_at.timestamp()})
+    pipe.execute()
+
+
+def forget(incident_id: int) -> None:
+    pipe = client().pipeline()
+    pipe.delete(_incident_key(incident_id))
+    pipe.zrem(DEADLINES, incident_id)
+    pipe.execute()
+
+
+def read_live(incident_ids: Sequence[int]) -> dict[int, Live]:
+    """Live state of these incidents (missing ones are simply absent)."""
+    if not incident_ids:
+        return {}
+    pipe = client().pipeline()
+    for incident_id in incident_ids:
+        pipe.hgetall(_incident_key(incident_id))
+    found: dict[int, Live] = {}
+    for incident_id, raw in zip(incident_ids, pipe.execute(), strict=True):
+        if raw:
+            found[incident_id] = Live(
+                level=int(raw[b"level"]),
+                step=int(raw[b"step"]),
+                paged=json.loads(raw[b"paged"]),
+                paged_at=_parse(raw.get(b"paged_at")),
+                next_at=_parse(raw.get(b"next_at")),
+            )
+    return found
+
+
+def replace_deadlines(deadlines: Iterable[tuple[int, datetime]]) -> int:
+    """Make the deadline index exactly ``deadlines`` (the PostgreSQL truth).
+
+    Built under a temporary key and renamed over the index in one step, so a
+    checker never sees a half-built index. Claims in flight are overwritten;
+    the database condition still makes each escalation run once.
+    """
+    redis = client()
+    temporary = f"{DEADLINES}:rebuild:{time.monotonic_ns()}"
+    pipe = redis.pipeline()
+    count = 0
+    for incident_id, deadline in deadlines:
+        pipe.zadd(temporary, {str(incident_id): deadline.timestamp()})
+        count += 1
+    if count:
+        pipe.rename(temporary, DEADLINES)
+    else:
+        pipe.delete(DEADLINES)
+    pipe.execute()
+    return count
+
+
+def record_heartbeat(now: float) -> None:
+    client().set(HEARTBEAT, now)
+
+
+def heartbeat() -> float | None:
+    value = client().get(HEARTBEAT)
+    return float(value) if value else None
+
+
+# --- counters shared by all processes, read at scrape time -----------------
+
+
+def _metric_key(name: str) -> str:
+    return f"{PREFIX}metrics:{name}"
+
+
+def count(name: str, labels: tuple[str, ...], amount: float = 1) -> None:
+    client().hincrbyfloat(_metric_key(name), "|".join(labels), amount)
+
+
+def observe(name: str, value: float, buckets: Sequence[float]) -> None:
+    pipe = client().pipeline()
+    key = _metric_key(name)
+    for bound in buckets:
+        if value <= bound:
+            pipe.hincrbyfloat(key, f"le:{bound}", 1)
+    pipe.hincrbyfloat(key, "le:+Inf", 1)
+    pipe.hincrbyfloat(key, "sum", value)
+    pipe.execute()
+
+
+def read_metric(name: str) -> dict[str, float]:
+    raw: dict[bytes, bytes] = client().hgetall(_metric_key(name))  # type: ignore[assignment]
+    return {key.decode(): float(value) for key, value in raw.items()}
+
+
+def celery_queue_length(queue: str = "celery") -> int:
+    return int(client().llen(queue))

@@ -1,0 +1,263 @@
+"""The escalation engine against real PostgreSQL and Redis, with time travel."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from redis import Redis
+from time_machine import TimeMachineFixture
+
+from incidents import services
+from incidents.errors import NoEscalationPolicy
+from incidents.models import EventKind, Incident, Service, Status
+from paging import escalation, state
+from paging.models import MaintenanceWindow, Page, PageStatus
+from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
+
+T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def people(db: None) -> dict[str, User]:
+    found = {name: UserFactory(username=name) for name in ("ana", "ben", "cy")}
+    for person in found.values():
+        contact(person)
+    return found
+
+
+@pytest.fixture
+def paged_service(web: Service, people: dict[str, User]) -> Service:
+    web.escalation_policy = policy_with_levels((5, [people["ana"]]), (10, [people["ben"]]))
+    web.save()
+    return web
+
+
+def paged_levels(incident: Incident) -> list[int]:
+    return list(
+        Page.objects.filter(incident=incident).order_by("pk").values_list("level", flat=True)
+    )
+
+
+def kinds(incident: Incident) -> list[str]:
+    return list(incident.timeline.order_by("created_at", "pk").values_list("kind", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_full_story_of_an_incident(
+    paged_service: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    paged_service.ack_timeout_minutes = 30
+    paged_service.save()
+    time_machine.move_to(T0, tick=False)
+
+    # Opened: level 1 is paged at once, level 2 is due in 5 minutes.
+    incident = IncidentFactory(service=paged_service)
+    incident.refresh_from_db()
+    assert incident.escalation_level == 1
+    assert incident.next_escalation_at == T0 + timedelta(minutes=5)
+    assert paged_levels(incident) == [1]
+    assert redis.zscore(state.DEADLINES, incident.pk) == (T0 + timedelta(minutes=5)).timestamp()
+    assert state.read_live([incident.pk])[incident.pk].paged == ["ana"]
+
+    # Nothing due yet: a pass does nothing.
+    time_machine.shift(timedelta(minutes=4))
+    assert escalation.check() == {"claimed": 0}
+
+    # No acknowledgement within 5 minutes: level 2.
+    time_machine.shift(timedelta(minutes=1, seconds=1))
+    assert escalation.check() == {"claimed": 1, "escalated": 1}
+    incident.refresh_from_db()
+    assert incident.escalation_level == 2
+    assert paged_levels(incident) == [1, 2]
+    assert state.read_live([incident.pk])[incident.pk].paged == ["ben"]
+
+    # Acknowledged: no more pages, but the ack timeout is armed.
+    services.acknowledge_incident(incident, actor=people["ben"])
+    time_machine.shift(timedelta(minutes=20))
+    assert escalation.check() == {"claimed": 0}
+    assert paged_levels(incident) == [1, 2]
+
+    # Still open 30 minutes after the acknowledgement: paged again from level 1.
+    time_machine.shift(timedelta(minutes=10, seconds=1))
+    assert escalation.check() == {"claimed": 1, "retriggered": 1}
+    incident.refresh_from_db()
+    assert incident.status == Status.TRIGGERED
+    assert paged_levels(incident) == [1, 2, 1]
+
+    # Resolved: the live state is gone and nothing else happens.
+    services.resolve_incident(incident, actor=people["ana"])
+    assert redis.zscore(state.DEADLINES, incident.pk) is None
+    assert state.read_live([incident.pk]) == {}
+    time_machine.shift(timedelta(hours=2))
+    assert escalation.check() == {"claimed": 0}
+    assert kinds(incident) == [
+        EventKind.OPENED,
+        EventKind.PAGED,
+        EventKind.ESCALATED,
+        EventKind.PAGED,
+        EventKind.ACKNOWLEDGED,
+        EventKind.RETRIGGERED,
+        EventKind.ESCALATED,
+        EventKind.PAGED,
+        EventKind.RESOLVED,
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_policy_repeats_then_stays_at_the_last_level(
+    web: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    web.escalation_policy = policy_with_levels((1, [people["ana"]]), (1, [people["ben"]]), repeat=1)
+    web.save()
+    time_machine.move_to(T0, tick=False)
+    incident = IncidentFactory(service=web)
+    for _ in range(6):
+        time_machine.shift(timedelta(minutes=1, seconds=1))
+        escalation.check()
+    incident.refresh_from_db()
+    assert paged_levels(incident) == [1, 2, 1, 2]
+    assert incident.next_escalation_at is None
+    assert redis.zscore(state.DEADLINES, incident.pk) is None
+
+    # By hand, the last level can still be paged again.
+    services.escalate_incident(incident, actor=people["cy"])
+    assert paged_levels(incident) == [1, 2, 1, 2, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_maintenance_records_the_incident_but_pages_nobody(
+    paged_service: Service, redis: Redis
+) -> None:
+    now = datetime.now(UTC)
+    MaintenanceWindow.objects.create(
+        service=paged_service,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=1),
+        reason="database upgrade",
+    )
+    incident = IncidentFactory(service=paged_service)
+    incident.refresh_from_db()
+    assert Page.objects.count() == 0
+    assert incident.next_escalation_at is None
+    assert "maintenance window" in incident.timeline.get(kind=EventKind.PAGED).message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_service_without_a_policy_says_so_and_cannot_be_escalated(
+    web: Service, redis: Redis
+) -> None:
+    incident = IncidentFactory(service=web)
+    assert "no escalation policy" in incident.timeline.get(kind=EventKind.PAGED).message
+    with pytest.raises(NoEscalationPolicy):
+        services.escalate_incident(incident, actor=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_people_without_contact_methods_show_as_failed_pages(web: Service, redis: Redis) -> None:
+    nobody = UserFactory(username="dana")
+    web.escalation_policy = policy_with_levels((5, [nobody]))
+    web.save()
+    incident = IncidentFactory(service=web)
+    page = Page.objects.get(incident=incident)
+    assert page.status == PageStatus.FAILED
+    assert page.error == "no contact method configured"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_checkers_at_once_escalate_each_incident_exactly_once(
+    paged_service: Service, redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    time_machine.move_to(T0, tick=False)
+    incidents = [IncidentFactory(service=paged_service) for _ in range(10)]
+    time_machine.shift(timedelta(minutes=6))
+    # Both claim from Redis at the same moment; the deadline index was also
+    # rebuilt in between, re-exposing everything a checker had claimed.
+    barrier = threading.Barrier(3)
+
+    def checker() -> None:
+        try:
+            barrier.wait()
+            escalation.check()
+            escalation.reconcile()
+            escalation.check()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=checker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for incident in incidents:
+        assert paged_levels(incident) == [1, 2]
+        assert incident.timeline.filter(kind=EventKind.ESCALATED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flushing_redis_loses_no_due_escalation(
+    paged_service: Service, redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    time_machine.move_to(T0, tick=False)
+    incident = IncidentFactory(service=paged_service)
+    redis.flushall()
+    time_machine.shift(timedelta(minutes=6))
+    assert escalation.check() == {"claimed": 0}  # Redis knows nothing
+    assert escalation.reconcile() == {"started": 0, "deadlines": 1}
+    assert escalation.check() == {"claimed": 1, "escalated": 1}
+    assert paged_levels(incident) == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_incident_whose_paging_never_started_is_started_by_reconciliation(
+    paged_service: Service, redis: Redis
+) -> None:
+    incident = IncidentFactory(service=paged_service)
+    Page.objects.all().delete()
+    Incident.objects.filter(pk=incident.pk).update(escalation_level=0, next_escalation_at=None)
+    assert escalation.reconcile()["started"] == 1
+    assert paged_levels(incident) == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_acknowledge_racing_an_escalation_leaves_a_consistent_state(
+    paged_service: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    time_machine.move_to(T0, tick=False)
+    incidents = [IncidentFactory(service=paged_service) for _ in range(8)]
+    time_machine.shift(timedelta(minutes=6))
+    barrier = threading.Barrier(2)
+
+    def acknowledge_all() -> None:
+        try:
+            barrier.wait()
+            for incident in incidents:
+                services.acknowledge_incident(incident, actor=people["ana"])
+        finally:
+            connection.close()
+
+    def check() -> None:
+        try:
+            barrier.wait()
+            escalation.check()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=acknowledge_all), threading.Thread(target=check)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for incident in incidents:
+        events = kinds(incident)
+        assert Incident.objects.get(pk=incident.pk).status == Status.ACKNOWLEDGED
+        if EventKind.ESCALATED in events:
+            # The page was recorded before the acknowledgement.
+            assert events.index(EventKind.ESCALATED) < events.index(EventKind.ACKNOWLEDGED)
+            assert paged_levels(incident) == [1, 2]
+        else:
+            assert paged_levels(incident) == [1]
+    assert escalation.check() == {"claimed": 0}
