@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,12 +27,19 @@ logger = logging.getLogger(__name__)
 
 
 def collect() -> Iterator[Metric]:
-    open_incidents = GaugeMetricFamily(
-        "triage_open_incidents", "Open incidents by severity.", labels=["severity"]
-    )
-    for severity, count in open_counts_by_severity().items():
-        open_incidents.add_metric([severity], count)
-    yield open_incidents
+    # Each source is optional: a scrape during an outage still returns the
+    # process metrics (and the outage shows in them) instead of failing.
+    try:
+        counts = open_counts_by_severity()
+    except DatabaseError:
+        logger.warning("postgres unavailable: incident metrics skipped in this scrape")
+    else:
+        open_incidents = GaugeMetricFamily(
+            "triage_open_incidents", "Open incidents by severity.", labels=["severity"]
+        )
+        for severity, count in counts.items():
+            open_incidents.add_metric([severity], count)
+        yield open_incidents
     try:
         yield from _from_redis()
     except (RedisError, OSError):

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
+
+from paging import state
+from tests.factories import IncidentFactory
 
 
 @pytest.mark.django_db
@@ -15,6 +20,7 @@ def test_metrics_expose_request_counters_in_prometheus_format(client: Client) ->
     assert "django_http_responses_total_by_status_total" in body
 
 
+@pytest.mark.django_db
 def test_metrics_merge_every_worker_in_multiprocess_mode(
     client: Client, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -32,3 +38,31 @@ def test_metrics_merge_every_worker_in_multiprocess_mode(
         monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     body = client.get("/metrics").content.decode()
     assert "triage_test_multiprocess_total 3.0" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_paging_figures_are_computed_at_scrape_time(client: Client, redis: Any) -> None:
+    IncidentFactory(severity="critical")
+    state.record_heartbeat(1_800_000_000.0)
+    state.count("pages", ("ntfy", "sent"))
+    state.count("pages", ("ntfy", "sent"))
+    state.observe("escalation_lateness", 0.3, (0.1, 0.5, 1))
+    body = client.get("/metrics").content.decode()
+    assert 'triage_open_incidents{severity="critical"} 1.0' in body
+    assert "triage_escalation_heartbeat_timestamp_seconds 1.8e+09" in body
+    assert 'triage_pages_total{channel="ntfy",outcome="sent"} 2.0' in body
+    assert 'triage_escalation_lateness_seconds_bucket{le="0.5"} 1.0' in body
+    assert "triage_escalation_due_backlog 0.0" in body
+    assert 'triage_celery_queue_length{queue="celery"}' in body
+
+
+def test_a_scrape_during_a_redis_outage_still_answers(
+    client: Client, settings: Any, db: None
+) -> None:
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "triage_open_incidents" in response.content.decode()
+    assert "triage_escalation_due_backlog" not in response.content.decode()
