@@ -1,0 +1,48 @@
+"""A tiny HTTP server standing in for a chat/push service in tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Receiver:
+    url: str  # an apprise json:// URL pointing at this server
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: int = 0  # answer this many requests with 500 first
+
+
+@contextmanager
+def receiver() -> Iterator[Receiver]:
+    box: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            target = box[0]
+            if target.fail_next:
+                target.fail_next -= 1
+                self.send_response(500)
+            else:
+                target.messages.append(json.loads(body))
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    box.append(Receiver(url=f"json://127.0.0.1:{server.server_port}/hook"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield box[0]
+    finally:
+        server.shutdown()
+        server.server_close()
