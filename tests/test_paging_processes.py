@@ -1,0 +1,126 @@
+"""Paging end to end with real Celery worker and beat processes over Redis."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+from redis import Redis
+
+from incidents import services
+from incidents.models import EventKind, Incident, Service
+from paging import state
+from paging.models import Page, PageStatus
+from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
+from tests.processes import BIN, ROOT, app_env, celery_worker, stop, wait_for
+from tests.receiver import Receiver, receiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@contextmanager
+def beat(folder: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "triage",
+            "beat",
+            "-l",
+            "WARNING",
+            "-s",
+            str(folder / f"{name}-schedule"),
+            "--max-interval",
+            "1",
+        ],
+        cwd=ROOT,
+        env=app_env(ESCALATION_CHECK_SECONDS="0.5"),
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def inbox() -> Iterator[Receiver]:
+    with receiver() as found:
+        yield found
+
+
+@pytest.fixture
+def team(db: None, inbox: Receiver) -> dict[str, User]:
+    people = {name: UserFactory(username=name) for name in ("ana", "ben")}
+    for person in people.values():
+        contact(person, url=f"{inbox.url}?name={person.username}")
+    return people
+
+
+@pytest.fixture
+def service(web: Service, team: dict[str, User]) -> Service:
+    web.escalation_policy = policy_with_levels((1, [team["ana"]]), (1, [team["ben"]]))
+    web.ack_timeout_minutes = 30
+    web.save()
+    return web
+
+
+def make_due(incident: Incident) -> None:
+    """What a minute of waiting would do: the deadline has passed."""
+    past = timezone.now() - timedelta(seconds=1)
+    Incident.objects.filter(pk=incident.pk).update(next_escalation_at=past)
+    state.set_deadline(incident.pk, past)
+
+
+def test_a_real_worker_and_beat_page_escalate_and_stop_on_acknowledge(
+    service: Service, team: dict[str, User], inbox: Receiver, redis: Redis, tmp_path: Path
+) -> None:
+    with celery_worker(), beat(tmp_path, "beat"):
+        incident = IncidentFactory(service=service, title="Checkout returns 502")
+        wait_for(lambda: len(inbox.messages) == 1, 30, "level 1 paged through the worker")
+        assert Page.objects.get().status == PageStatus.SENT
+
+        make_due(incident)
+        wait_for(lambda: len(inbox.messages) == 2, 30, "level 2 paged after the deadline")
+        incident.refresh_from_db()
+        assert incident.escalation_level == 2
+        assert state.heartbeat() is not None
+
+        # Acknowledged, then still open when the service's ack timeout ends:
+        # re-triggered, level 1 is paged again.
+        services.acknowledge_incident(incident, actor=team["ben"])
+        incident.refresh_from_db()
+        assert incident.next_escalation_at is not None
+        assert len(inbox.messages) == 2
+        make_due(incident)
+        wait_for(lambda: len(inbox.messages) == 3, 30, "re-triggered after the ack timeout")
+    titles = [message["title"] for message in inbox.messages]
+    assert titles == [f"[SEV2] #{incident.pk} Checkout returns 502"] * 3
+    assert incident.timeline.filter(kind=EventKind.RETRIGGERED).count() == 1
+
+
+def test_two_beats_and_two_workers_escalate_each_incident_once(
+    service: Service, inbox: Receiver, redis: Redis, tmp_path: Path
+) -> None:
+    incidents = [IncidentFactory(service=service) for _ in range(10)]
+    with ExitStack() as stack:
+        for name in ("one", "two"):
+            stack.enter_context(celery_worker(env=app_env(ESCALATION_CHECK_SECONDS="0.5")))
+            stack.enter_context(beat(tmp_path, name))
+        wait_for(lambda: len(inbox.messages) == 10, 40, "level 1 of every incident paged")
+        for incident in incidents:
+            make_due(incident)
+        wait_for(lambda: len(inbox.messages) == 20, 40, "level 2 of every incident paged")
+        # Several more passes by both beats change nothing.
+        last = state.heartbeat() or 0
+        wait_for(lambda: (state.heartbeat() or 0) > last + 2, 20, "more escalation passes")
+    assert len(inbox.messages) == 20
+    for incident in incidents:
+        assert incident.timeline.filter(kind=EventKind.ESCALATED).count() == 1
+        assert list(incident.pages.values_list("level", flat=True).order_by("pk")) == [1, 2]
