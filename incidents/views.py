@@ -178,6 +178,7 @@ def _detail_context(incident: Incident, **extra: Any) -> dict[str, Any]:
     return {
         "incident": incident,
         "timeline": selectors.timeline(incident),
+        "pages": incident.pages.select_related("user").order_by("-created_at", "-pk")[:50],
         "note_form": NoteForm(),
         "severity": Severity(incident.severity),
         **extra,

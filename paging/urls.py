@@ -1,5 +1,14 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from paging import views
+
+urlpatterns = [
+    path("oncall", views.oncall_page, name="oncall"),
+    path("oncall/<slug:slug>.ics", views.schedule_ical, name="schedule-ical"),
+    path("oncall/people/<str:username>.ics", views.person_ical, name="person-ical"),
+    path("account/notifications", views.notifications, name="notifications"),
+    path("account/notifications/<int:pk>/test", views.test_notification, name="notification-test"),
+    path("account/notifications/<int:pk>/delete", views.delete_method, name="notification-delete"),
+]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+import apprise
+from django import forms
+
+from paging.models import ContactMethod
+
+
+class ContactMethodForm(forms.ModelForm[ContactMethod]):
+    class Meta:
+        model = ContactMethod
+        fields = ("name", "url")
+        labels = {"url": "Apprise URL"}
+        help_texts = {
+            "url": "For example ntfy://ntfy.sh/my-topic, tgram://bottoken/chatid, "
+            "mailto://user:pass@example.com, json://hooks.example.com/page"
+        }
+
+    def clean_url(self) -> str:
+        url = str(self.cleaned_data["url"]).strip()
+        if not apprise.Apprise().add(url):
+            raise forms.ValidationError(
+                "Apprise does not recognise this URL. See the apprise wiki for the format of "
+                "your service."
+            )
+        return url
+
+
+class RuleForm(forms.Form):
+    contact_method = forms.ModelChoiceField(queryset=ContactMethod.objects.none())
+    delay_minutes = forms.IntegerField(min_value=0, max_value=1440, initial=0)
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["contact_method"]
+        field.queryset = ContactMethod.objects.filter(user=user)  # type: ignore[attr-defined]

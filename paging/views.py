@@ -1,0 +1,161 @@
+"""On-call page, iCal feeds, and a responder's own contact methods."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from icalendar import Calendar, Event
+
+from incidents.tokens import authenticate_token
+from paging import oncall
+from paging.forms import ContactMethodForm, RuleForm
+from paging.models import ContactMethod, NotificationRule, Schedule
+from paging.tasks import send_test_notification
+
+TIMELINE_DAYS = 14
+ICAL_WEEKS = 8
+
+
+@login_required
+@require_GET
+def oncall_page(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    rows = []
+    for schedule in Schedule.objects.order_by("name"):
+        shifts = oncall.shifts(schedule, start=now, end=now + timedelta(days=TIMELINE_DAYS))
+        rows.append(
+            {
+                "schedule": schedule,
+                "now": oncall.who_is_on_call(schedule, at=now),
+                "next": oncall.next_handoff(schedule, at=now),
+                "shifts": shifts,
+            }
+        )
+    return render(request, "paging/oncall.html", {"rows": rows, "days": TIMELINE_DAYS})
+
+
+def _calendar(name: str, shifts: list[tuple[str, oncall.Shift]]) -> HttpResponse:
+    calendar = Calendar()
+    calendar.add("prodid", "-//triage//on-call//EN")
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", name)
+    stamp = timezone.now()
+    for schedule_name, shift in shifts:
+        event = Event()
+        event.add("uid", f"{schedule_name}-{shift.user.pk}-{shift.start.timestamp():.0f}@triage")
+        event.add("summary", f"On call: {schedule_name} ({shift.user.get_username()})")
+        event.add("dtstart", shift.start)
+        event.add("dtend", shift.end)
+        event.add("dtstamp", stamp)
+        calendar.add_component(event)
+    response = HttpResponse(calendar.to_ical(), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="{name}.ics"'
+    return response
+
+
+def _feed_allowed(request: HttpRequest) -> bool:
+    """Calendar apps cannot log in or send headers: a read token may come as ?token=."""
+    raw = request.GET.get("token", "")
+    token = authenticate_token(raw) if raw else None
+    if token is not None:
+        request.user = token.user
+    return request.user.is_authenticated
+
+
+def _window() -> tuple[datetime, datetime]:
+    start = timezone.now() - timedelta(days=7)
+    return start, start + timedelta(weeks=ICAL_WEEKS) + timedelta(days=7)
+
+
+@require_GET
+def schedule_ical(request: HttpRequest, slug: str) -> HttpResponse:
+    if not _feed_allowed(request):
+        return _ical_login_required(request)
+    schedule = get_object_or_404(Schedule, slug=slug)
+    start, end = _window()
+    shifts = oncall.shifts(schedule, start=start, end=end)
+    return _calendar(schedule.slug, [(schedule.name, shift) for shift in shifts])
+
+
+@require_GET
+def person_ical(request: HttpRequest, username: str) -> HttpResponse:
+    if not _feed_allowed(request):
+        return _ical_login_required(request)
+    person = get_object_or_404(User, username=username)
+    start, end = _window()
+    mine = [
+        (schedule.name, shift)
+        for schedule in Schedule.objects.order_by("name")
+        for shift in oncall.shifts(schedule, start=start, end=end)
+        if shift.user == person
+    ]
+    return _calendar(f"oncall-{person.get_username()}", mine)
+
+
+def _ical_login_required(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(
+        "Log in, or add ?token=<a read API token> to this URL.\n",
+        status=401,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="triage"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notifications(request: HttpRequest) -> HttpResponse:
+    """A responder's contact methods and rules."""
+    method_form = ContactMethodForm(prefix="method")
+    rule_form = RuleForm(prefix="rule", user=request.user)
+    status = 200
+    if request.method == "POST":
+        if "method-url" in request.POST:
+            method_form = ContactMethodForm(request.POST, prefix="method")
+            if method_form.is_valid():
+                method = method_form.save(commit=False)
+                method.user = request.user  # type: ignore[assignment]
+                method.position = ContactMethod.objects.filter(user=request.user.pk).count()
+                method.save()
+                messages.success(request, f"Added {method.name}.")
+                return redirect("notifications")
+        else:
+            rule_form = RuleForm(request.POST, prefix="rule", user=request.user)
+            if rule_form.is_valid():
+                try:
+                    NotificationRule.objects.create(**rule_form.cleaned_data)
+                except IntegrityError:
+                    messages.error(request, "That rule exists already.")
+                return redirect("notifications")
+        status = 422
+    methods = ContactMethod.objects.filter(user=request.user.pk).prefetch_related("rules")
+    context = {"methods": methods, "method_form": method_form, "rule_form": rule_form}
+    return render(request, "paging/notifications.html", context, status=status)
+
+
+@login_required
+@require_POST
+def test_notification(request: HttpRequest, pk: int) -> HttpResponse:
+    method = get_object_or_404(ContactMethod, pk=pk, user=request.user.pk)
+    send_test_notification.delay(method.pk)
+    messages.success(
+        request, f"Test notification to {method.name} queued; reload to see how it went."
+    )
+    return redirect("notifications")
+
+
+@login_required
+@require_POST
+def delete_method(request: HttpRequest, pk: int) -> HttpResponse:
+    method = get_object_or_404(ContactMethod, pk=pk, user=request.user.pk)
+    method.delete()
+    messages.success(request, f"Removed {method.name}.")
+    return redirect("notifications")
