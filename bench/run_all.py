@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dashboard
+import escalation
 from common import Figure, print_table
 
 
 def main() -> None:
     figures: list[Figure] = []
     figures += dashboard.run()
+    figures += escalation.run()
     print_table("triage benchmarks", figures)
 
 
