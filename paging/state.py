@@ -12,6 +12,7 @@ Keys (all under the ``triage:paging:`` prefix):
     names paged now), ``paged_at``, ``next_at`` (ISO times). Expires a day
     after its last write, and is deleted on resolve.
 ``heartbeat``  Unix time of the last completed escalation pass.
+``once:<name>``  rate limits (the external heartbeat ping), expiring by themselves.
 ``metrics:<name>``  hashes of counters and histogram buckets written by the
     worker and read by /metrics (workers are not scraped themselves).
 
@@ -168,6 +169,11 @@ def replace_deadlines(deadlines: Iterable[tuple[int, datetime]]) -> int:
 
 def record_heartbeat(now: float) -> None:
     client().set(HEARTBEAT, now)
+
+
+def once_per(name: str, seconds: int) -> bool:
+    """True for the first caller in each window of ``seconds`` (across processes)."""
+    return bool(client().set(f"{PREFIX}once:{name}", 1, nx=True, ex=seconds))
 
 
 def heartbeat() -> float | None:

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import logging
+import urllib.request
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
-from paging import escalation, notify
+from paging import escalation, notify, state
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="paging.check_escalations", ignore_result=True)
 def check_escalations() -> dict[str, Any]:
-    return escalation.check()
+    result = escalation.check()
+    if settings.ESCALATION_HEARTBEAT_URL and state.once_per("heartbeat-ping", 60):
+        ping_heartbeat.delay()
+    return result
+
+
+@shared_task(name="paging.ping_heartbeat", ignore_result=True)
+def ping_heartbeat() -> int:
+    """Tell an external dead-man's switch that escalation passes are running."""
+    url = settings.ESCALATION_HEARTBEAT_URL
+    if not url.startswith(("http://", "https://")):
+        logger.warning("ESCALATION_HEARTBEAT_URL must be an http(s) URL; not pinging")
+        return 0
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - scheme checked
+        return int(response.status)
 
 
 @shared_task(name="paging.reconcile", ignore_result=True)

@@ -34,6 +34,11 @@ def receiver() -> Iterator[Receiver]:
                 self.send_response(200)
             self.end_headers()
 
+        def do_GET(self) -> None:
+            box[0].messages.append({"method": "GET", "path": self.path})
+            self.send_response(200)
+            self.end_headers()
+
         def log_message(self, *args: Any) -> None:
             pass
 

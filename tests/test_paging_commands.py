@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,7 +14,9 @@ from time_machine import TimeMachineFixture
 from incidents.models import Service
 from paging import state
 from paging.models import Page
+from paging.tasks import ping_heartbeat
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
+from tests.receiver import receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
@@ -90,3 +93,16 @@ def test_paging_admin_pages_load(root: User, url: str, paged: Service, redis: Re
     client = Client()
     client.force_login(root)
     assert client.get(url).status_code == 200
+
+
+def test_healthy_passes_ping_the_external_heartbeat_at_most_once_a_minute(
+    settings: Any, redis: Redis
+) -> None:
+    with receiver() as inbox:
+        settings.ESCALATION_HEARTBEAT_URL = inbox.url.replace("json://", "http://") + "?ok"
+        assert ping_heartbeat() == 200
+        assert inbox.messages == [{"method": "GET", "path": "/hook?ok"}]
+    assert state.once_per("heartbeat-ping", 60)
+    assert not state.once_per("heartbeat-ping", 60)
+    settings.ESCALATION_HEARTBEAT_URL = "ftp://example.com/"
+    assert ping_heartbeat() == 0
