@@ -19,7 +19,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from common import BIN, ROOT, Figure, percentile, print_table, setup_django
+from common import BIN, ROOT, Figure, percentile, print_table, setup_django, stop
 
 OPEN = 10_000
 DUE = 300
@@ -134,8 +134,7 @@ def lateness() -> list[Figure]:
             ).count()
     finally:
         for process in (beat, worker):
-            process.terminate()
-            process.wait(30)
+            stop(process)
     events = TimelineEvent.objects.filter(kind=EventKind.ESCALATED, incident__service=service)
     late = [event.data["lateness_seconds"] for event in events]
     doubled = events.count() - events.values("incident").distinct().count()
