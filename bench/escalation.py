@@ -99,7 +99,7 @@ def lateness() -> list[Figure]:
         for n, deadline in enumerate(due_at)
     ]
     created = Incident.objects.bulk_create(rows, batch_size=2000)
-    state.replace_deadlines((i.pk, i.next_escalation_at) for i in created)  # type: ignore[misc]
+    state.merge_deadlines((i.pk, i.next_escalation_at) for i in created)  # type: ignore[misc]
     env = {**os.environ, "ESCALATION_CHECK_SECONDS": BEAT, "LOG_LEVEL": "warning"}
     worker = subprocess.Popen(
         [str(BIN / "celery"), "-A", "triage", "worker", "-l", "WARNING", "--concurrency", "2"],

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Prefetch
@@ -316,16 +317,31 @@ def escalate_due(incident_id: int, *, now: datetime | None = None) -> str:
         return outcome
 
 
-def check(*, now: datetime | None = None, limit: int = 500) -> dict[str, Any]:
+def check(
+    *, now: datetime | None = None, lookahead: float | None = None, limit: int = 500
+) -> dict[str, Any]:
     """One escalation pass: claim what is due in Redis, act on each, beat the heart.
 
+    Deadlines that fall before the next pass (within ``lookahead`` seconds,
+    the check interval) are handed to a task timed for the deadline itself, so
+    an escalation is late by milliseconds rather than by up to a whole
+    interval. That task runs ``escalate_due`` like this pass does; if it is
+    lost, the claim's lease runs out and a later pass takes the deadline again.
     Costs one Redis round trip when nothing is due, whatever the number of
     open incidents.
     """
     now = now or timezone.now()
-    claimed = state.claim_due(now.timestamp(), limit=limit)
+    if lookahead is None:
+        lookahead = settings.ESCALATION_CHECK_SECONDS
+    claimed = state.claim_due(now.timestamp() + lookahead, limit=limit)
     outcomes: dict[str, int] = {}
-    for incident_id in claimed:
+    for incident_id, deadline in claimed:
+        if deadline > now.timestamp():
+            celery_app.send_task(
+                "paging.escalate_due", args=[incident_id], eta=datetime.fromtimestamp(deadline, UTC)
+            )
+            outcomes["scheduled"] = outcomes.get("scheduled", 0) + 1
+            continue
         try:
             outcome = escalate_due(incident_id, now=now)
         except Exception:
@@ -367,10 +383,11 @@ def reconcile(*, now: datetime | None = None) -> dict[str, int]:
                 paged_at=None,
                 next_at=incident.next_escalation_at,
             ),
+            index=False,
         )
         if incident.next_escalation_at is not None:
             deadlines.append((incident.pk, incident.next_escalation_at))
-    indexed = state.replace_deadlines(deadlines)
+    indexed = state.merge_deadlines(deadlines)
     return {"started": len(unstarted), "deadlines": indexed}
 
 

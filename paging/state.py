@@ -8,6 +8,8 @@ Keys (all under the ``triage:paging:`` prefix):
     timeout) and resolve. Claiming a due member moves its score ``CLAIM_LEASE``
     seconds into the future, so a second checker does not pick it up while
     the first works on it; if that worker dies, the member comes due again.
+    A score may be earlier than the truth (the checker then finds nothing due
+    and corrects it) but reconciliation never leaves one later.
 ``incident:<id>``  hash: ``level``, ``step``, ``paged`` (JSON list of the
     names paged now), ``paged_at``, ``next_at`` (ISO times). Expires a day
     after its last write, and is deleted on resolve.
@@ -27,7 +29,6 @@ deadline is back in the index (the database condition makes it run once).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,9 +47,9 @@ LIVE_TTL = 24 * 3600
 # at the same moment get disjoint sets, because Redis runs scripts one at a
 # time. Cost: O(log N + due), whatever the number of open incidents.
 _CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[2], member)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+for i = 1, #due, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[2], due[i])
 end
 return due
 """
@@ -63,10 +64,10 @@ def _incident_key(incident_id: int) -> str:
     return f"{PREFIX}incident:{incident_id}"
 
 
-def claim_due(now: float, *, limit: int = 500) -> list[int]:
-    """Ids of incidents whose deadline has passed, each claimed for CLAIM_LEASE seconds."""
-    members = client().eval(_CLAIM, 1, DEADLINES, now, now + CLAIM_LEASE, limit)
-    return [int(member) for member in members]
+def claim_due(until: float, *, limit: int = 500) -> list[tuple[int, float]]:
+    """(incident id, deadline) of deadlines up to ``until``, each claimed for CLAIM_LEASE s."""
+    flat = client().eval(_CLAIM, 1, DEADLINES, until, until + CLAIM_LEASE, limit)
+    return [(int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 def set_deadline(incident_id: int, deadline: datetime | None) -> None:
@@ -97,7 +98,13 @@ def _parse(value: bytes | None) -> datetime | None:
     return datetime.fromisoformat(value.decode()) if value else None
 
 
-def write_live(incident_id: int, live: Live) -> None:
+def write_live(incident_id: int, live: Live, *, index: bool = True) -> None:
+    """Store the live state; with ``index``, also set the deadline to ``live.next_at``.
+
+    Only the engine, right after committing the move, passes ``index``:
+    reconciliation's snapshot may be older than a concurrent move, so it goes
+    through ``merge_deadlines`` instead.
+    """
     key = _incident_key(incident_id)
     pipe = client().pipeline()
     pipe.hset(
@@ -111,9 +118,9 @@ def write_live(incident_id: int, live: Live) -> None:
         },
     )
     pipe.expire(key, LIVE_TTL)
-    if live.next_at is None:
+    if index and live.next_at is None:
         pipe.zrem(DEADLINES, incident_id)
-    else:
+    elif index and live.next_at is not None:
         pipe.zadd(DEADLINES, {str(incident_id): live.next_at.timestamp()})
     pipe.execute()
 
@@ -145,24 +152,22 @@ def read_live(incident_ids: Sequence[int]) -> dict[int, Live]:
     return found
 
 
-def replace_deadlines(deadlines: Iterable[tuple[int, datetime]]) -> int:
-    """Make the deadline index exactly ``deadlines`` (the PostgreSQL truth).
+def merge_deadlines(deadlines: Iterable[tuple[int, datetime]]) -> int:
+    """Put the PostgreSQL deadlines into the index, never moving one later.
 
-    Built under a temporary key and renamed over the index in one step, so a
-    checker never sees a half-built index. Claims in flight are overwritten;
-    the database condition still makes each escalation run once.
+    ``ZADD LT`` adds missing members and lowers scores that are later than
+    the truth, but leaves earlier ones (and claims in flight) alone: a
+    snapshot read while escalations run cannot push a deadline past its due
+    time. Members of incidents that were resolved meanwhile are not removed
+    here; when they come due, the checker finds nothing to do and drops them.
     """
-    redis = client()
-    temporary = f"{DEADLINES}:rebuild:{time.monotonic_ns()}"
-    pipe = redis.pipeline()
+    pipe = client().pipeline()
     count = 0
     for incident_id, deadline in deadlines:
-        pipe.zadd(temporary, {str(incident_id): deadline.timestamp()})
+        pipe.zadd(DEADLINES, {str(incident_id): deadline.timestamp()}, lt=True)
         count += 1
-    if count:
-        pipe.rename(temporary, DEADLINES)
-    else:
-        pipe.delete(DEADLINES)
+        if count % 2000 == 0:
+            pipe.execute()
     pipe.execute()
     return count
 

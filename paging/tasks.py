@@ -34,6 +34,11 @@ def ping_heartbeat() -> int:
         return int(response.status)
 
 
+@shared_task(name="paging.escalate_due", ignore_result=True)
+def escalate_due(incident_id: int) -> str:
+    return escalation.escalate_due(incident_id)
+
+
 @shared_task(name="paging.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     return escalation.reconcile()

@@ -33,7 +33,7 @@ def beat(folder: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
             "triage",
             "beat",
             "-l",
-            "WARNING",
+            "INFO",
             "-s",
             str(folder / f"{name}-schedule"),
             "--max-interval",
@@ -84,7 +84,7 @@ def test_a_real_worker_and_beat_page_escalate_and_stop_on_acknowledge(
     with celery_worker(), beat(tmp_path, "beat"):
         incident = IncidentFactory(service=service, title="Checkout returns 502")
         wait_for(lambda: len(inbox.messages) == 1, 30, "level 1 paged through the worker")
-        assert Page.objects.get().status == PageStatus.SENT
+        wait_for(lambda: Page.objects.get().status == PageStatus.SENT, 10, "page recorded as sent")
 
         make_due(incident)
         wait_for(lambda: len(inbox.messages) == 2, 30, "level 2 paged after the deadline")
