@@ -5,7 +5,7 @@ Keys (all under the ``triage:paging:`` prefix):
 ``deadlines``  sorted set, member = incident id, score = Unix time its next
     escalation (or acknowledgement-timeout re-trigger) is due. Present while
     the incident has a deadline; removed on acknowledge (without an ack
-    timeout) and resolve. Claiming a due member moves its score ``CLAIM_LEASE``
+    timeout) and resolve. Claiming a due member moves its score ``ESCALATION_CLAIM_LEASE``
     seconds into the future, so a second checker does not pick it up while
     the first works on it; if that worker dies, the member comes due again.
     A score may be earlier than the truth (the checker then finds nothing due
@@ -33,13 +33,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django_redis import get_redis_connection
 from redis import Redis
 
 PREFIX = "triage:paging:"
 DEADLINES = PREFIX + "deadlines"
 HEARTBEAT = PREFIX + "heartbeat"
-CLAIM_LEASE = 30.0  # seconds a claimed deadline stays hidden from other checkers
 LIVE_TTL = 24 * 3600
 
 # Atomically take up to ARGV[3] members due at ARGV[1] and push each one's
@@ -65,8 +65,9 @@ def _incident_key(incident_id: int) -> str:
 
 
 def claim_due(until: float, *, limit: int = 500) -> list[tuple[int, float]]:
-    """(incident id, deadline) of deadlines up to ``until``, each claimed for CLAIM_LEASE s."""
-    flat = client().eval(_CLAIM, 1, DEADLINES, until, until + CLAIM_LEASE, limit)
+    """(incident id, deadline) of deadlines up to ``until``, each claimed for a lease."""
+    lease = until + settings.ESCALATION_CLAIM_LEASE
+    flat = client().eval(_CLAIM, 1, DEADLINES, until, lease, limit)
     return [(int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections, transaction
 from django.utils import timezone
 from redis import Redis
 
@@ -124,3 +127,42 @@ def test_two_beats_and_two_workers_escalate_each_incident_once(
     for incident in incidents:
         assert incident.timeline.filter(kind=EventKind.ESCALATED).count() == 1
         assert list(incident.pages.values_list("level", flat=True).order_by("pk")) == [1, 2]
+
+
+def test_a_worker_killed_mid_escalation_loses_nothing_and_doubles_nothing(
+    service: Service, inbox: Receiver, redis: Redis, tmp_path: Path
+) -> None:
+    incident = IncidentFactory(service=service)
+    env = app_env(ESCALATION_CHECK_SECONDS="0.5", ESCALATION_CLAIM_LEASE="3")
+    with ExitStack() as stack:
+        stack.enter_context(celery_worker(env=env))
+        wait_for(lambda: len(inbox.messages) == 1, 30, "level 1 paged")
+    # Hold the incident's row lock, so the next worker blocks inside its
+    # escalation transaction, and kill that worker there.
+    with transaction.atomic():
+        Incident.objects.select_for_update().get(pk=incident.pk)
+        make_due(incident)
+        with celery_worker(env=env) as victim, beat(tmp_path, "beat"):
+            wait_for(blocked_on_lock, 30, "the worker waiting on the row lock")
+            os.killpg(victim.pid, signal.SIGKILL)
+    # Its transaction died with it. A new worker takes the deadline again
+    # once the claim's lease ends, and escalates exactly once.
+    with celery_worker(env=env), beat(tmp_path, "beat-2"):
+        wait_for(lambda: len(inbox.messages) == 2, 40, "level 2 paged after the kill")
+        last = state.heartbeat() or 0
+        wait_for(lambda: (state.heartbeat() or 0) > last + 4, 20, "more passes")
+    assert incident.timeline.filter(kind=EventKind.ESCALATED).count() == 1
+    assert list(incident.pages.values_list("level", flat=True).order_by("pk")) == [1, 2]
+
+
+def blocked_on_lock() -> bool:
+    """Whether another session waits for a lock (the worker's SELECT ... FOR UPDATE)."""
+    with connections["default"].cursor() as cursor:
+        # Statistics are a snapshot per transaction, and this runs inside one.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        # (The query text is truncated in pg_stat_activity: match the wait.)
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return bool(cursor.fetchone()[0])

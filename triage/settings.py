@@ -253,6 +253,9 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 ESCALATION_CHECK_SECONDS = env_float("ESCALATION_CHECK_SECONDS", 1.0, minimum=0.1)
 RECONCILE_SECONDS = env_float("RECONCILE_SECONDS", 60.0, minimum=1.0)
+# How long a claimed deadline stays hidden from other checkers; a checker that
+# dies mid-escalation delays that escalation by at most this much.
+ESCALATION_CLAIM_LEASE = env_float("ESCALATION_CLAIM_LEASE", 30.0, minimum=1.0)
 # An external dead-man's switch (healthchecks.io, Uptime Kuma push URL...)
 # pinged after each healthy escalation pass, at most once a minute.
 ESCALATION_HEARTBEAT_URL = env_str("ESCALATION_HEARTBEAT_URL", "") or ""
