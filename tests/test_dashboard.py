@@ -47,8 +47,10 @@ def test_open_incidents_are_listed_most_severe_first_then_oldest_first(
     counts = {severity.value: n for severity, n in response.context["counts"]}
     assert counts == {"critical": 1, "error": 0, "warning": 2, "info": 1}
     html = response.content.decode()
-    assert "SEV1" in html
-    assert "fixed" not in html
+    listing = html.split('id="incident-list"', 1)[1].split("</section>", 1)[0]
+    assert "SEV1" in listing
+    assert "fixed" not in listing  # resolved: only in the post-mortem suggestions below
+    assert "Resolved this week, no post-mortem yet" in html
 
 
 def test_filters_narrow_the_list_and_work_without_javascript(alice_client: Client) -> None:

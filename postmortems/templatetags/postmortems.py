@@ -1,0 +1,30 @@
+"""Template tags for other apps' pages: the dashboard's post-mortem
+suggestions and the incident page's post-mortem panel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from incidents.models import Incident
+from postmortems import selectors
+from postmortems.models import PostMortem
+
+register = template.Library()
+
+
+@register.inclusion_tag("postmortems/_suggestions.html", takes_context=True)
+def postmortem_suggestions(context: template.Context) -> dict[str, Any]:
+    """Incidents resolved in the last 7 days without a post-mortem, each with a
+    "Draft post-mortem" button. Usage: ``{% load postmortems %}{% postmortem_suggestions %}``."""
+    return {
+        "suggestions": list(selectors.postmortem_suggestions()),
+        "csrf_token": context.get("csrf_token"),
+    }
+
+
+@register.simple_tag
+def incident_postmortem(incident: Incident) -> PostMortem | None:
+    """``{% incident_postmortem incident as pm %}``: its post-mortem, or None."""
+    return selectors.postmortem_for_incident(incident)

@@ -1,0 +1,80 @@
+"""Fixed-window rate limits counted in Redis, for everything that takes
+requests from outside: integration keys (Alertmanager, Events API v2,
+heartbeats) and the public report form.
+
+Keys: ``triage:ratelimit:<scope>:<client>:<window number>`` — one integer per
+client and window, incremented on every attempt. It gets its expiry (one
+second past the end of its window) in the same Lua call that creates it, so a
+crash can never leave a counter that blocks a client for good; Redis holds at
+most about one window per active client.
+
+When Redis is flushed or restarted every client starts a fresh window: at
+worst a sender gets one extra window's allowance, and nothing else is lost.
+When Redis cannot be reached the request is allowed (fail open) and a warning
+is logged: dropping alerts, or turning every reporter away during the very
+outage they are reporting, is worse than letting a noisy sender through.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+_INCREMENT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    count: int  # attempts in this window, this one included (0 when Redis was down)
+    limit: int
+    retry_after: int  # whole seconds until the window ends (0 when allowed)
+
+
+def key(scope: str, client: str, number: int) -> str:
+    return f"triage:ratelimit:{scope}:{client}:{number}"
+
+
+def hit(
+    scope: str,
+    client: str,
+    *,
+    limit: int,
+    window: int = 60,
+    now: float | None = None,
+    connection: Any = None,
+) -> Verdict:
+    """Count one attempt by ``client`` in ``scope``: allowed while at most
+    ``limit`` attempts fell in the current ``window``-second window."""
+    now = time.time() if now is None else now
+    number = int(now // window)
+    try:
+        redis = connection if connection is not None else get_redis_connection("default")
+        script = redis.register_script(_INCREMENT)
+        count = int(script(keys=[key(scope, client, number)], args=[window + 1]))
+    except RedisError as exc:
+        logger.warning(
+            "rate limit %s not checked, Redis is unavailable: %s",
+            scope,
+            exc,
+            extra={"scope": scope, "client": client},
+        )
+        return Verdict(allowed=True, count=0, limit=limit, retry_after=0)
+    if count <= limit:
+        return Verdict(allowed=True, count=count, limit=limit, retry_after=0)
+    retry_after = max(1, math.ceil((number + 1) * window - now))
+    return Verdict(allowed=False, count=count, limit=limit, retry_after=retry_after)
