@@ -1,5 +1,28 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from integrations import ingest_views, mcp_http, views
+from integrations.api import api
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("integrations", views.integrations, name="integrations"),
+    path("integrations/<int:pk>/rotate", views.rotate, name="integration-rotate"),
+    path("integrations/<int:pk>/revoke", views.revoke, name="integration-revoke"),
+    path(
+        "integrations/alertmanager",
+        ingest_views.alertmanager,
+        name="integrations-alertmanager",
+    ),
+    path(
+        "integrations/alertmanager/<str:key>",
+        ingest_views.alertmanager,
+        name="integrations-alertmanager-key",
+    ),
+    path("integrations/v2/enqueue", ingest_views.enqueue, name="integrations-enqueue"),
+    # PagerDuty's own path, so senders that only let you change the host work too.
+    path("v2/enqueue", ingest_views.enqueue, name="integrations-enqueue-pd"),
+    path("integrations/heartbeat/<str:key>", ingest_views.heartbeat, name="integrations-heartbeat"),
+    path("v1/", api.urls),
+    path("mcp", mcp_http.endpoint, name="mcp"),
+]

@@ -271,6 +271,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": RECONCILE_SECONDS,
         "options": {"expires": RECONCILE_SECONDS},
     },
+    # Heartbeat timeouts are at least 10 s; a check every 10 s opens an
+    # incident at most 10 s after a missed deadline.
+    "integrations-heartbeats": {
+        "task": "integrations.check_heartbeats",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
 }
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

@@ -1,0 +1,168 @@
+"""The endpoints monitoring talks to: Alertmanager's webhook, the Events API
+v2 endpoint and heartbeat pings. Thin: authenticate the key, rate-limit,
+parse, call the service, answer. Every rejection happens before anything is
+written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from incidents.http import MAX_JSON_BODY, BadRequest, json_body, problem
+from integrations import services
+from integrations.keys import authenticate_key
+from integrations.models import Grouping, Integration, Kind
+from integrations.payloads import parse_alertmanager, parse_event
+from triage import ratelimit
+
+
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The JSON object in the body; BadRequest (413 or 400) otherwise.
+
+    The declared length is checked before the body is read, so a huge body is
+    refused without being loaded (and before Django's own, larger, limit).
+    """
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+        raise BadRequest(413, "Request body too large", "The limit is 512 KB.")
+    return json_body(request)
+
+
+def _hide_key(request: HttpRequest, key: str) -> None:
+    # The access log writes request.path after the view returns; a key in the
+    # URL must not end up in logs, so only its prefix is left in the path.
+    if key:
+        request.path = request.path.replace(key, key[:8] + "…")
+
+
+def _bearer(request: HttpRequest) -> str:
+    kind, _, raw = request.headers.get("Authorization", "").partition(" ")
+    return raw.strip() if kind.lower() == "bearer" else ""
+
+
+def _authenticate(raw: str, kind: str) -> Integration | HttpResponse:
+    integration = authenticate_key(raw) if raw else None
+    if integration is None:
+        response = problem(
+            401, "Unknown integration key", "The key is wrong, revoked or was rotated."
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="triage integrations"'
+        return response
+    if integration.kind != kind:
+        return problem(
+            403,
+            "Wrong kind of integration key",
+            f"This key belongs to a {integration.get_kind_display()} integration; "
+            f"this endpoint needs a {Kind(kind).label} key.",
+        )
+    return integration
+
+
+def _hit(integration: Integration) -> ratelimit.Verdict:
+    return ratelimit.hit(
+        "integration", str(integration.pk), limit=integration.rate_limit_per_minute
+    )
+
+
+def _throttled(integration: Integration) -> HttpResponse | None:
+    verdict = _hit(integration)
+    if verdict.allowed:
+        return None
+    response = problem(
+        429,
+        "Too many requests",
+        f"This integration key may send {integration.rate_limit_per_minute} requests a "
+        f"minute. Retry after {verdict.retry_after} s.",
+    )
+    response["Retry-After"] = str(verdict.retry_after)
+    return response
+
+
+@csrf_exempt
+@require_POST
+def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
+    """POST /integrations/alertmanager/<key> (or the key as a Bearer token)."""
+    _hide_key(request, key)
+    integration = _authenticate(key or _bearer(request), Kind.ALERTMANAGER)
+    if isinstance(integration, HttpResponse):
+        return integration
+    throttled = _throttled(integration)
+    if throttled is not None:
+        return throttled
+    try:
+        data = read_json(request)
+    except BadRequest as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    notification = parse_alertmanager(data, need_group_key=integration.grouping == Grouping.GROUP)
+    if isinstance(notification, list):
+        errors = {"body": notification}
+        return problem(400, "Invalid Alertmanager notification", "; ".join(notification), errors)
+    outcomes = services.ingest_alertmanager(integration, notification)
+    return JsonResponse(
+        {
+            "status": "success",
+            "incidents": [
+                {"action": o.action, "incident": o.incident_id, "dedup_key": o.dedup_key}
+                for o in outcomes
+            ],
+        }
+    )
+
+
+def _invalid_event(
+    status: int, errors: list[str], message: str = "Event object is invalid"
+) -> HttpResponse:
+    body = {"status": "invalid event", "message": message, "errors": errors}
+    return JsonResponse(body, status=status)
+
+
+@csrf_exempt
+@require_POST
+def enqueue(request: HttpRequest) -> HttpResponse:
+    """POST /v2/enqueue: PagerDuty's Events API v2, same responses."""
+    try:
+        data = read_json(request)
+    except BadRequest as exc:
+        return _invalid_event(exc.status, [exc.detail], exc.title)
+    event = parse_event(data)
+    if isinstance(event, list):
+        return _invalid_event(400, event)
+    integration = authenticate_key(event.routing_key)
+    if integration is None or integration.kind != Kind.EVENTS_V2:
+        return _invalid_event(400, ["Invalid routing key"])
+    verdict = _hit(integration)
+    if not verdict.allowed:
+        response = JsonResponse(
+            {
+                "status": "throttle exceeded",
+                "message": "Requests for this integration key are arriving too quickly. "
+                "Please retry later.",
+            },
+            status=429,
+        )
+        response["Retry-After"] = str(verdict.retry_after)
+        return response
+    outcome = services.ingest_event(integration, event)
+    return JsonResponse(
+        {"status": "success", "message": "Event processed", "dedup_key": outcome.dedup_key},
+        status=202,
+    )
+
+
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "POST"])
+def heartbeat(request: HttpRequest, key: str) -> HttpResponse:
+    """GET or POST /integrations/heartbeat/<key>: the monitored job is alive."""
+    _hide_key(request, key)
+    integration = _authenticate(key, Kind.HEARTBEAT)
+    if isinstance(integration, HttpResponse):
+        return integration
+    throttled = _throttled(integration)
+    if throttled is not None:
+        return throttled
+    outcome = services.record_ping(integration)
+    return JsonResponse({"status": "ok", "resolved_incident": outcome.incident_id})

@@ -1,0 +1,174 @@
+"""Integration keys (how monitoring reaches triage) and the alerts they reported.
+
+An integration belongs to one service and has a secret key. Only the key's
+SHA-256 and a short prefix are stored: the key is shown once, when it is
+created or rotated, like an API token.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from incidents.models import Incident, Service, Severity
+
+
+class Kind(models.TextChoices):
+    ALERTMANAGER = "alertmanager", "Prometheus Alertmanager"
+    EVENTS_V2 = "events_v2", "Events API v2 (PagerDuty-compatible)"
+    HEARTBEAT = "heartbeat", "Heartbeat monitor"
+
+
+class Grouping(models.TextChoices):
+    # One incident per Alertmanager notification group (its groupKey), or one
+    # per alert (its fingerprint).
+    GROUP = "group", "One incident per alert group (groupKey)"
+    FINGERPRINT = "fingerprint", "One incident per alert (fingerprint)"
+
+
+DEFAULT_RATE_LIMIT = 120  # events per minute and key, PagerDuty's figure
+DEFAULT_HEARTBEAT_TIMEOUT = 300
+
+
+class Integration(models.Model):
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="integrations")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    # The first characters of the key, shown so people can tell keys apart.
+    key_prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+
+    # Alertmanager only.
+    grouping = models.CharField(max_length=12, choices=Grouping.choices, default=Grouping.GROUP)
+    severity_label = models.CharField(
+        max_length=100,
+        default="severity",
+        validators=[
+            RegexValidator(
+                r"^[a-zA-Z_][a-zA-Z0-9_]*$", "A Prometheus label name, such as severity."
+            )
+        ],
+        help_text="Alertmanager label whose value is the incident severity.",
+    )
+    default_severity = models.CharField(
+        max_length=10,
+        choices=Severity.choices,
+        default=Severity.ERROR,
+        help_text="Used when the severity label is missing or has an unknown value.",
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        default=DEFAULT_RATE_LIMIT,
+        validators=[MinValueValidator(1)],
+        help_text="Requests per minute this key may send; more get 429 Too Many Requests.",
+    )
+
+    # Heartbeat only. A heartbeat is watched from its first ping on: due_at is
+    # the ping time plus the timeout, and `down` says an incident was opened
+    # for the missed deadline (the next ping resolves it).
+    heartbeat_timeout_seconds = models.PositiveIntegerField(
+        default=DEFAULT_HEARTBEAT_TIMEOUT, validators=[MinValueValidator(10)]
+    )
+    last_ping_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_due_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_down = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["service__name", "name", "pk"]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(kind__in=Kind.values), name="integration_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(grouping__in=Grouping.values), name="integration_grouping_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(default_severity__in=Severity.values),
+                name="integration_default_severity_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(rate_limit_per_minute__gte=1), name="integration_rate_limit_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(heartbeat_timeout_seconds__gte=10),
+                name="integration_heartbeat_timeout_min",
+            ),
+        ]
+        indexes: ClassVar = [
+            # The heartbeat check's query (services.overdue_heartbeat_ids):
+            # active, up heartbeats whose deadline passed. Only watched
+            # heartbeats are in the index, so a check reads just the due ones.
+            models.Index(
+                fields=["heartbeat_due_at"],
+                condition=Q(
+                    kind="heartbeat",
+                    revoked_at__isnull=True,
+                    heartbeat_down=False,
+                    heartbeat_due_at__isnull=False,
+                ),
+                name="integration_heartbeat_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}, {self.key_prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def heartbeat_dedup_key(self) -> str:
+        return f"heartbeat:{self.pk}"
+
+
+class AlertStatus(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Alert(models.Model):
+    """One Alertmanager alert (by fingerprint) that is part of an incident.
+
+    The incident resolves when every alert it tracks has resolved, so a group
+    whose first alert clears while a second still fires stays open.
+    """
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="alerts")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="alerts")
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=AlertStatus.choices)
+    labels = models.JSONField(default=dict)
+    annotations = models.JSONField(default=dict)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    generator_url = models.TextField(blank=True, default="")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering: ClassVar = ["first_seen_at", "pk"]
+        constraints: ClassVar = [
+            # The webhook upserts on this pair (INSERT ... ON CONFLICT), so two
+            # deliveries of the same group (Alertmanager HA pairs both send)
+            # cannot track an alert twice.
+            models.UniqueConstraint(
+                fields=["incident", "fingerprint"], name="alert_one_per_incident_fingerprint"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=AlertStatus.values), name="alert_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.labels.get('alertname', self.fingerprint)} ({self.status})"

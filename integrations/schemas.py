@@ -1,0 +1,215 @@
+"""Request and response shapes of the /v1 API (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Field, Schema
+from pydantic import AfterValidator, ConfigDict, StringConstraints
+
+SeverityName = Literal["critical", "error", "warning", "info"]
+StatusName = Literal["triggered", "acknowledged", "resolved"]
+SourceName = Literal["ui", "api", "alertmanager", "events_v2", "heartbeat", "report", "import"]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL characters: refuse them here (a 422)
+    # instead of letting the database fail the request (a 500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+
+
+def _text(min_length: int, max_length: int) -> StringConstraints:
+    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
+
+
+Title = Annotated[str, _text(1, 200), NoNul]
+Details = Annotated[str, _text(0, 20_000), NoNul]
+DedupKey = Annotated[str, _text(0, 255), NoNul]
+NoteText = Annotated[str, _text(1, 10_000), NoNul]
+Slug = Annotated[str, _text(1, 100), NoNul]
+SearchTerm = Annotated[str, _text(0, 200), NoNul]
+Cursor = Annotated[str, _text(0, 500), NoNul]
+
+
+def _sane_moment(value: datetime) -> datetime:
+    # Schedules are computed up to 60 days past the moment: keep far clear of
+    # the calendar's end (an overflow would be a 500).
+    if not 1970 <= value.year <= 9000:
+        raise ValueError("must be between the years 1970 and 9000")
+    return value
+
+
+Moment = Annotated[datetime, AfterValidator(_sane_moment)]
+
+
+class Problem(Schema):
+    """An RFC 9457 problem (application/problem+json)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: dict[str, list[str]] | None = None
+
+
+class ServiceRef(Schema):
+    slug: str
+    name: str
+
+
+class ServiceOut(ServiceRef):
+    description: str
+
+
+class PagingOut(Schema):
+    level: int = Field(description="Escalation level paged now (0: nobody paged yet).")
+    next_escalation_at: datetime | None = Field(
+        description="When the next level is paged if nobody acknowledges."
+    )
+    paged: list[str] = Field(description="People paged at the current level.")
+
+
+class LinksOut(Schema):
+    ui: str = Field(description="The incident's page in the web UI.")
+    api: str = Field(description="This incident in the API (with its timeline).")
+
+
+class IncidentOut(Schema):
+    id: int
+    number: int
+    title: str
+    details: str
+    service: ServiceRef
+    severity: SeverityName
+    severity_label: str
+    status: StatusName
+    source: str
+    dedup_key: str
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    escalation_level: int
+    next_escalation_at: datetime | None
+    url: str
+    paging: PagingOut
+    links: LinksOut
+
+
+class CreatedIncidentOut(IncidentOut):
+    deduplicated: bool = Field(
+        description="True when the dedup key joined an incident that was already open."
+    )
+
+
+class TimelineEventOut(Schema):
+    kind: str
+    actor: str | None
+    message: str
+    data: dict[str, Any]
+    at: datetime
+
+
+class IncidentDetailOut(IncidentOut):
+    timeline: list[TimelineEventOut]
+
+
+class IncidentPage(Schema):
+    items: list[IncidentOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    next: str | None = Field(description="URL of the next page, or null on the last page.")
+
+
+class OpenIncidentsPage(IncidentPage):
+    count: int = Field(description="Open incidents in all (not only on this page).")
+
+
+class IncidentIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title
+    service: Slug = Field(description="The service's slug.")
+    severity: SeverityName = "error"
+    details: Details = ""
+    dedup_key: DedupKey = Field(
+        "", description="An open incident with this key on the service is joined, not duplicated."
+    )
+
+
+class NoteIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    text: NoteText
+
+
+class OpenFilter(Schema):
+    limit: int = Field(100, ge=1, le=500)
+    cursor: Cursor | None = None
+
+
+class IncidentFilter(Schema):
+    status: Literal["open", "triggered", "acknowledged", "resolved"] | None = None
+    severity: SeverityName | None = None
+    service: Slug | None = Field(None, description="A service slug.")
+    source: SourceName | None = None
+    q: SearchTerm | None = Field(
+        None, description="Words in the title, an exact dedup key, or #number."
+    )
+    limit: int = Field(50, ge=1, le=200)
+    cursor: Cursor | None = None
+
+
+class PersonOut(Schema):
+    username: str
+    name: str
+
+
+class ShiftOut(Schema):
+    person: PersonOut
+    start: datetime
+    end: datetime
+
+
+class ScheduleOnCallOut(Schema):
+    slug: str
+    name: str
+    time_zone: str
+    on_call: list[PersonOut] = Field(description="On call at `at` (one per rotation).")
+    next: ShiftOut | None = Field(description="The next shift after the current one.")
+
+
+class LevelOnCallOut(Schema):
+    level: int = Field(description="1 is paged first.")
+    delay_minutes: int = Field(description="Minutes before the next level is paged.")
+    people: list[PersonOut] = Field(description="Whom this level would page at `at`.")
+
+
+class PolicyOnCallOut(Schema):
+    id: int
+    name: str
+    repeat_count: int
+    levels: list[LevelOnCallOut]
+
+
+class OnCallOut(Schema):
+    at: datetime
+    schedules: list[ScheduleOnCallOut]
+    policy: PolicyOnCallOut | None
+
+
+class OnCallFilter(Schema):
+    schedule: Slug | None = Field(None, description="A schedule's slug.")
+    policy: Annotated[str, _text(1, 100), NoNul] | None = Field(
+        None, description="An escalation policy's name or id: who each level would page."
+    )
+    service: Slug | None = Field(None, description="A service's slug: its escalation policy.")
+    at: Moment | None = Field(
+        None, description="The moment to ask about (ISO 8601; default now; no zone: TIME_ZONE)."
+    )

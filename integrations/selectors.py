@@ -1,0 +1,257 @@
+"""Reads shared by the /v1 API and the MCP tools: the same JSON shapes for both.
+
+Lists use keyset (cursor) pagination: a cursor names the last row of a page,
+so a page costs the same however deep it is, and rows opened meanwhile do
+not shift later pages. Every page runs a fixed number of queries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.urls import reverse
+
+from incidents.models import OPEN_STATUSES, SEVERITY_RANK, Incident, Service, TimelineEvent
+from incidents.selectors import timeline
+from incidents.serializers import event_json, incident_json
+from paging import oncall
+from paging.escalation import level_targets
+from paging.models import EscalationPolicy, Schedule
+from paging.selectors import PagingSummary, paging_summary
+
+MAX_PAGE = 200
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class IncidentQuery:
+    status: str = ""  # a Status value, "open", or "" for any
+    severity: str = ""
+    service: Service | None = None
+    source: str = ""
+    q: str = ""
+
+
+def _encode(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, length: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidCursor("The cursor is not one this API returned.") from None
+    if not isinstance(values, list) or len(values) != length:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return values
+
+
+def _cursor_time(value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidCursor("The cursor is not one this API returned.") from None
+    if parsed.tzinfo is None:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return parsed
+
+
+def _cursor_int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return value
+
+
+def incident_out(incident: Incident, paging: PagingSummary | None) -> dict[str, Any]:
+    """An incident as the API and MCP tools show it: fields, paging, links."""
+    body = incident_json(incident)
+    next_at = paging.next_escalation_at if paging else incident.next_escalation_at
+    body["paging"] = {
+        "level": paging.level if paging else incident.escalation_level,
+        "next_escalation_at": next_at.isoformat() if next_at else None,
+        "paged": list(paging.paged) if paging else [],
+    }
+    body["links"] = {
+        "ui": settings.BASE_URL + incident.get_absolute_url(),
+        "api": settings.BASE_URL + reverse("v1:incident", args=[incident.pk]),
+    }
+    return body
+
+
+def _with_paging(incidents: Sequence[Incident]) -> list[dict[str, Any]]:
+    summaries = paging_summary(incidents)
+    return [incident_out(incident, summaries.get(incident.pk)) for incident in incidents]
+
+
+def _base() -> QuerySet[Incident]:
+    return Incident.objects.select_related("service", "acknowledged_by", "resolved_by")
+
+
+def open_incidents(*, limit: int = 100, cursor: str | None = None) -> Page:
+    """Open incidents, most severe first, then oldest first (the dashboard's order)."""
+    incidents = _base().filter(status__in=OPEN_STATUSES).alias(rank=SEVERITY_RANK)
+    if cursor:
+        rank, opened_raw, pk = _decode(cursor, 3)
+        rank, opened, pk = _cursor_int(rank), _cursor_time(opened_raw), _cursor_int(pk)
+        incidents = incidents.filter(
+            Q(rank__gt=rank)
+            | Q(rank=rank, opened_at__gt=opened)
+            | Q(rank=rank, opened_at=opened, pk__gt=pk)
+        )
+    rows = list(incidents.order_by("rank", "opened_at", "id")[: limit + 1])
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = _encode([last.severity_rank, last.opened_at.isoformat(), last.pk])
+    return Page(items=_with_paging(rows), next_cursor=next_cursor)
+
+
+def incidents(query: IncidentQuery, *, limit: int = 50, cursor: str | None = None) -> Page:
+    """Incidents matching the query, newest first."""
+    rows = _base()
+    if query.status == "open":
+        rows = rows.filter(status__in=OPEN_STATUSES)
+    elif query.status:
+        rows = rows.filter(status=query.status)
+    if query.severity:
+        rows = rows.filter(severity=query.severity)
+    if query.service is not None:
+        rows = rows.filter(service=query.service)
+    if query.source:
+        rows = rows.filter(source=query.source)
+    if query.q:
+        term = query.q.strip()
+        match = Q(title__icontains=term) | Q(dedup_key=term)
+        if term.lstrip("#").isdigit() and len(term) < 18:
+            match |= Q(pk=int(term.lstrip("#")))
+        rows = rows.filter(match)
+    if cursor:
+        opened_raw, pk = _decode(cursor, 2)
+        opened, pk = _cursor_time(opened_raw), _cursor_int(pk)
+        rows = rows.filter(Q(opened_at__lt=opened) | Q(opened_at=opened, pk__lt=pk))
+    page = list(rows.order_by("-opened_at", "-id")[: limit + 1])
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        next_cursor = _encode([page[-1].opened_at.isoformat(), page[-1].pk])
+    return Page(items=_with_paging(page), next_cursor=next_cursor)
+
+
+def incident_with_timeline(pk: int) -> dict[str, Any]:
+    """One incident with its paging state and full timeline; raises Incident.DoesNotExist."""
+    incident = _base().select_related("opened_by").get(pk=pk)
+    body = incident_out(incident, paging_summary([incident]).get(incident.pk))
+    body["timeline"] = [event_json(event) for event in timeline(incident)]
+    return body
+
+
+def event_out(event: TimelineEvent) -> dict[str, Any]:
+    return event_json(event)
+
+
+def incident_for_change(pk: int) -> Incident:
+    """The incident a write acts on; raises Incident.DoesNotExist."""
+    return Incident.objects.select_related("service").get(pk=pk)
+
+
+def services() -> list[dict[str, Any]]:
+    return [
+        {"slug": service.slug, "name": service.name, "description": service.description}
+        for service in Service.objects.order_by("name")
+    ]
+
+
+def service_by_slug(slug: str) -> Service | None:
+    return Service.objects.filter(slug=slug).first()
+
+
+# --- who is on call -----------------------------------------------------------
+
+
+def _person(user: Any) -> dict[str, str]:
+    return {"username": user.get_username(), "name": user.get_full_name() or user.get_username()}
+
+
+def schedule_by_slug(slug: str) -> Schedule | None:
+    return Schedule.objects.filter(slug=slug).first()
+
+
+def policy_by_name_or_id(value: str) -> EscalationPolicy | None:
+    """An escalation policy by its exact name, or by its id."""
+    found = EscalationPolicy.objects.filter(name=value).first()
+    if found is None and value.isdigit() and len(value) < 18:
+        found = EscalationPolicy.objects.filter(pk=int(value)).first()
+    return found
+
+
+def schedule_on_call(schedule: Schedule, *, at: datetime) -> dict[str, Any]:
+    """Who is on call for a schedule at ``at``, and the next shift after them."""
+    following = oncall.next_handoff(schedule, at=at)
+    return {
+        "slug": schedule.slug,
+        "name": schedule.name,
+        "time_zone": schedule.time_zone,
+        "on_call": [_person(user) for user in oncall.who_is_on_call(schedule, at=at)],
+        "next": None
+        if following is None
+        else {
+            "person": _person(following.user),
+            "start": following.start.isoformat(),
+            "end": following.end.isoformat(),
+        },
+    }
+
+
+def policy_on_call(policy: EscalationPolicy, *, at: datetime) -> dict[str, Any]:
+    """Who each level of a policy would page at ``at`` (the same rule as paging)."""
+    levels = policy.levels.order_by("position", "pk").prefetch_related("users", "schedules")
+    return {
+        "id": policy.pk,
+        "name": policy.name,
+        "repeat_count": policy.repeat_count,
+        "levels": [
+            {
+                "level": number,
+                "delay_minutes": level.delay_minutes,
+                "people": [_person(user) for user in level_targets(level, at=at)],
+            }
+            for number, level in enumerate(levels, start=1)
+        ],
+    }
+
+
+def on_call(
+    *,
+    at: datetime,
+    schedule: Schedule | None = None,
+    policy: EscalationPolicy | None = None,
+) -> dict[str, Any]:
+    """Who is on call at ``at``: for one schedule, for one escalation policy
+    (per level), or — with neither — for every schedule."""
+    if policy is not None:
+        return {"at": at.isoformat(), "schedules": [], "policy": policy_on_call(policy, at=at)}
+    schedules = [schedule] if schedule is not None else list(Schedule.objects.order_by("name"))
+    return {
+        "at": at.isoformat(),
+        "schedules": [schedule_on_call(item, at=at) for item in schedules],
+        "policy": None,
+    }

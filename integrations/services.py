@@ -1,0 +1,416 @@
+"""What monitoring events do to incidents. Every change goes through
+``incidents.services``; this module decides which change an event means.
+
+- Alertmanager: firing alerts open or join the incident of their group (or of
+  each alert, per the integration's grouping); every alert is tracked, and the
+  incident resolves once all of its alerts have resolved.
+- Events API v2: PagerDuty's semantics — at most one open incident per dedup
+  key; acknowledge/resolve for a key without an open incident are dropped.
+- Heartbeats: a ping pushes the deadline on and resolves the heartbeat's
+  incident; the periodic check opens one for each missed deadline.
+
+Each entry point is one transaction: a failure half-way writes nothing, and the
+sender (Alertmanager retries) can deliver again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from incidents import services as incident_services
+from incidents.models import OPEN_STATUSES, Incident, Service, Severity, Source, Status
+from integrations.models import Alert, AlertStatus, Grouping, Integration, Kind
+from integrations.payloads import AmAlert, AmNotification, Event, severity_from
+
+logger = logging.getLogger(__name__)
+
+TITLE_LENGTH = 200  # Incident.title's max_length
+
+
+@dataclass(frozen=True)
+class Outcome:
+    # opened | joined | acknowledged | resolved | updated | dropped | ok
+    action: str
+    dedup_key: str
+    incident_id: int | None = None
+
+
+def _one_line(text: str, limit: int = TITLE_LENGTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _open_incident_for_update(service: Service, dedup_key: str) -> Incident | None:
+    """The open incident with this dedup key, locked until the transaction ends.
+
+    Locking serialises everything done to one incident by concurrent deliveries:
+    a resolve waits for a join in progress, and a trigger arriving after a
+    resolve committed no longer sees the incident and opens a new one.
+    """
+    return (
+        Incident.objects.select_for_update()
+        .filter(service=service, dedup_key=dedup_key, status__in=OPEN_STATUSES)
+        .first()
+    )
+
+
+# --- Alertmanager ----------------------------------------------------------
+
+
+def _group_dedup_key(group_key: str) -> str:
+    # groupKey strings grow with the route's matchers; a hash keeps the key short
+    # and stable for the same group.
+    return "alertmanager:group:" + hashlib.sha256(group_key.encode()).hexdigest()[:40]
+
+
+def _alert_dedup_key(fingerprint: str) -> str:
+    return f"alertmanager:alert:{fingerprint}"
+
+
+def _severity(integration: Integration, alerts: Iterable[AmAlert]) -> str:
+    """The most severe of the alerts' severity labels (the default when none)."""
+    found = [
+        severity_from(alert.labels.get(integration.severity_label), integration.default_severity)
+        for alert in alerts
+    ]
+    return min(found or [integration.default_severity], key=Severity.rank)
+
+
+def _title(alerts: list[AmAlert], common_annotations: dict[str, str]) -> str:
+    summary = common_annotations.get("summary") or alerts[0].annotations.get("summary")
+    return _one_line(summary or alerts[0].labels.get("alertname") or "Alertmanager alert")
+
+
+def _details(
+    alerts: list[AmAlert], notification: AmNotification, common_annotations: dict[str, str]
+) -> str:
+    lines: list[str] = []
+    description = common_annotations.get("description") or alerts[0].annotations.get(
+        "description", ""
+    )
+    if description:
+        lines += [description, ""]
+    lines.append("Firing alerts:")
+    for alert in alerts[:50]:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+        summary = alert.annotations.get("summary", "")
+        lines.append(f"- {alert.name} {{{labels}}}" + (f": {summary}" if summary else ""))
+        if alert.generator_url:
+            lines.append(f"  source: {alert.generator_url}")
+    if len(alerts) > 50:
+        lines.append(f"- … and {len(alerts) - 50} more")
+    if notification.external_url:
+        lines += ["", f"Alertmanager: {notification.external_url}"]
+    return "\n".join(lines)
+
+
+def _event_data(notification: AmNotification, alerts: list[AmAlert]) -> dict[str, Any]:
+    firing = [alert.name for alert in alerts if alert.firing]
+    resolved = [alert.name for alert in alerts if not alert.firing]
+    return {
+        "receiver": notification.receiver,
+        "status": notification.status,
+        "firing": firing[:20],
+        "resolved": resolved[:20],
+        "firing_count": len(firing),
+        "resolved_count": len(resolved),
+        "truncated_alerts": notification.truncated_alerts,
+    }
+
+
+def _track(
+    incident: Incident, integration: Integration, alerts: list[AmAlert], now: datetime
+) -> None:
+    """Record each alert's latest state on the incident (one upsert)."""
+    Alert.objects.bulk_create(
+        [
+            Alert(
+                incident=incident,
+                integration=integration,
+                fingerprint=alert.fingerprint,
+                status=AlertStatus.FIRING if alert.firing else AlertStatus.RESOLVED,
+                labels=alert.labels,
+                annotations=alert.annotations,
+                starts_at=alert.starts_at,
+                ends_at=alert.ends_at,
+                generator_url=alert.generator_url,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            for alert in {alert.fingerprint: alert for alert in alerts}.values()
+        ],
+        update_conflicts=True,
+        unique_fields=["incident", "fingerprint"],
+        update_fields=[
+            "integration",
+            "status",
+            "labels",
+            "annotations",
+            "starts_at",
+            "ends_at",
+            "generator_url",
+            "last_seen_at",
+        ],
+    )
+
+
+def _fire(
+    integration: Integration,
+    notification: AmNotification,
+    alerts: list[AmAlert],
+    dedup_key: str,
+    now: datetime,
+) -> Outcome:
+    firing = [alert for alert in alerts if alert.firing]
+    # In fingerprint mode the notification's common annotations may describe
+    # other alerts of the group: only the alert's own count.
+    common = notification.common_annotations if integration.grouping == Grouping.GROUP else {}
+    opened = incident_services.open_incident(
+        service=integration.service,
+        title=_title(firing, common),
+        severity=_severity(integration, firing),
+        details=_details(firing, notification, common),
+        source=Source.ALERTMANAGER,
+        dedup_key=dedup_key,
+        data=_event_data(notification, alerts),
+        now=now,
+    )
+    _track(opened.incident, integration, alerts, now)
+    return Outcome("opened" if opened.created else "joined", dedup_key, opened.incident.pk)
+
+
+def _clear(
+    integration: Integration,
+    notification: AmNotification,
+    alerts: list[AmAlert],
+    dedup_key: str,
+    now: datetime,
+) -> Outcome:
+    incident = _open_incident_for_update(integration.service, dedup_key)
+    if incident is None:
+        return Outcome("dropped", dedup_key)
+    _track(incident, integration, alerts, now)
+    still_firing = list(
+        incident.alerts.filter(status=AlertStatus.FIRING).values_list("labels", flat=True)[:20]
+    )
+    if not still_firing:
+        incident_services.resolve_incident(
+            incident, actor=None, now=now, message="All alerts resolved (Alertmanager)."
+        )
+        return Outcome("resolved", dedup_key, incident.pk)
+    names = ", ".join(sorted({labels.get("alertname", "?") for labels in still_firing}))
+    incident_services.add_note(
+        incident,
+        actor=None,
+        now=now,
+        text=f"Alertmanager: {len(alerts)} alert(s) resolved; still firing: {names}.",
+    )
+    return Outcome("updated", dedup_key, incident.pk)
+
+
+def ingest_alertmanager(
+    integration: Integration, notification: AmNotification, *, now: datetime | None = None
+) -> list[Outcome]:
+    """Apply one webhook notification. Returns what happened per incident."""
+    now = now or timezone.now()
+    if integration.grouping == Grouping.GROUP:
+        batches = [(_group_dedup_key(notification.group_key), notification.alerts)]
+    else:
+        # Sorted, so concurrent deliveries lock incidents in the same order
+        # and cannot deadlock each other.
+        batches = [
+            (_alert_dedup_key(alert.fingerprint), [alert])
+            for alert in sorted(notification.alerts, key=lambda alert: alert.fingerprint)
+        ]
+    outcomes: list[Outcome] = []
+    with transaction.atomic():
+        for dedup_key, alerts in batches:
+            if any(alert.firing for alert in alerts):
+                outcomes.append(_fire(integration, notification, alerts, dedup_key, now))
+            else:
+                outcomes.append(_clear(integration, notification, alerts, dedup_key, now))
+    return outcomes
+
+
+# --- Events API v2 ----------------------------------------------------------
+
+
+def _event_fields(event: Event) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "source": event.source,
+        "component": event.component,
+        "group": event.group,
+        "class": event.event_class,
+        "timestamp": event.timestamp.isoformat() if event.timestamp else "",
+        "client": event.client,
+        "client_url": event.client_url,
+        "links": event.links,
+        "images": event.images,
+        "custom_details": event.custom_details,
+    }
+    return {key: value for key, value in fields.items() if value not in ("", [], None)}
+
+
+def _event_details(event: Event) -> str:
+    lines = [event.summary] if len(event.summary) > TITLE_LENGTH else []
+    for label, value in (
+        ("Source", event.source),
+        ("Component", event.component),
+        ("Group", event.group),
+        ("Class", event.event_class),
+        ("Client", " ".join(filter(None, (event.client, event.client_url)))),
+    ):
+        if value:
+            lines.append(f"{label}: {value}")
+    lines += [f"Link: {link.get('text') or link['href']} {link['href']}" for link in event.links]
+    if event.custom_details is not None:
+        details = json.dumps(event.custom_details, indent=2, sort_keys=True, ensure_ascii=False)
+        lines += ["", "Custom details:", details]
+    return "\n".join(lines)
+
+
+def ingest_event(integration: Integration, event: Event, *, now: datetime | None = None) -> Outcome:
+    """Apply one Events API v2 event (PagerDuty semantics)."""
+    now = now or timezone.now()
+    # A trigger without a dedup key gets a fresh one, returned to the sender
+    # so it can acknowledge or resolve the incident later.
+    dedup_key = event.dedup_key or uuid.uuid4().hex
+    if event.action == "trigger":
+        opened = incident_services.open_incident(
+            service=integration.service,
+            title=_one_line(event.summary),
+            severity=event.severity,
+            details=_event_details(event),
+            source=Source.EVENTS_V2,
+            dedup_key=dedup_key,
+            data=_event_fields(event),
+            now=now,
+        )
+        return Outcome("opened" if opened.created else "joined", dedup_key, opened.incident.pk)
+    with transaction.atomic():
+        incident = _open_incident_for_update(integration.service, dedup_key)
+        if incident is None:
+            return Outcome("dropped", dedup_key)
+        if event.action == "acknowledge":
+            if incident.status != Status.TRIGGERED:
+                return Outcome("dropped", dedup_key, incident.pk)  # already acknowledged
+            incident_services.acknowledge_incident(incident, actor=None, now=now)
+            return Outcome("acknowledged", dedup_key, incident.pk)
+        incident_services.resolve_incident(
+            incident, actor=None, now=now, message="Resolved by an Events API v2 event."
+        )
+        return Outcome("resolved", dedup_key, incident.pk)
+
+
+# --- Heartbeats ------------------------------------------------------------
+
+
+def record_ping(integration: Integration, *, now: datetime | None = None) -> Outcome:
+    """A heartbeat ping: push the deadline on; resolve the incident of a missed one.
+
+    The row lock orders a ping against the overdue check (which claims the
+    row with a conditional UPDATE in its own transaction): whichever commits
+    first wins, and the other sees its result — a ping never leaves a
+    heartbeat marked down with its incident resolved, or the reverse.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = (
+            Integration.objects.select_for_update().select_related("service").get(pk=integration.pk)
+        )
+        was_down = locked.heartbeat_down
+        locked.last_ping_at = now
+        locked.heartbeat_due_at = now + timedelta(seconds=locked.heartbeat_timeout_seconds)
+        locked.heartbeat_down = False
+        locked.save(update_fields=["last_ping_at", "heartbeat_due_at", "heartbeat_down"])
+        dedup_key = locked.heartbeat_dedup_key
+        if not was_down:
+            return Outcome("ok", dedup_key)
+        incident = _open_incident_for_update(locked.service, dedup_key)
+        if incident is None:
+            return Outcome("ok", dedup_key)  # someone resolved it by hand already
+        incident_services.resolve_incident(
+            incident, actor=None, now=now, message=f"Heartbeat {locked.name!r} is pinging again."
+        )
+        return Outcome("resolved", dedup_key, incident.pk)
+
+
+def overdue_heartbeats(now: datetime) -> QuerySet[Integration]:
+    """Heartbeats whose deadline passed and that have no incident yet.
+
+    Matches the partial index ``integration_heartbeat_due`` (see the model).
+    """
+    return Integration.objects.filter(
+        kind=Kind.HEARTBEAT,
+        revoked_at__isnull=True,
+        heartbeat_down=False,
+        heartbeat_due_at__isnull=False,
+        heartbeat_due_at__lte=now,
+    )
+
+
+RETRY_BAD_HEARTBEAT = timedelta(minutes=1)
+
+
+def _open_heartbeat_incident(pk: int, now: datetime) -> bool:
+    with transaction.atomic():
+        # The claim. Two checkers (two beats, or a slow run overlapping the
+        # next) may both have listed this heartbeat; the UPDATE takes the row
+        # lock and PostgreSQL re-checks the WHERE against the committed row, so
+        # exactly one of them updates a row — the other sees 0 rows and moves
+        # on. A ping that committed first has pushed heartbeat_due_at past now,
+        # so the claim finds nothing to do.
+        claimed = overdue_heartbeats(now).filter(pk=pk).update(heartbeat_down=True)
+        if not claimed:
+            return False
+        heartbeat = Integration.objects.select_related("service").get(pk=pk)
+        late = now - (heartbeat.last_ping_at or now)
+        incident_services.open_incident(
+            service=heartbeat.service,
+            title=_one_line(f"Heartbeat missed: {heartbeat.name}"),
+            severity=heartbeat.default_severity,
+            details=(
+                f"No ping for {int(late.total_seconds())} s (timeout "
+                f"{heartbeat.heartbeat_timeout_seconds} s). Last ping: "
+                f"{heartbeat.last_ping_at.isoformat() if heartbeat.last_ping_at else 'never'}. "
+                "The next ping resolves this incident."
+            ),
+            source=Source.HEARTBEAT,
+            dedup_key=heartbeat.heartbeat_dedup_key,
+            data={"integration": heartbeat.pk, "last_ping_at": str(heartbeat.last_ping_at)},
+            now=now,
+        )
+        return True
+
+
+def open_overdue_heartbeats(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Open an incident for every heartbeat past its deadline; returns how many.
+
+    Safe to run concurrently with itself and with pings (see the claim in
+    ``_open_heartbeat_incident``). A heartbeat that fails to open its incident
+    gets its deadline pushed back a minute, so one bad row cannot make every
+    run fail on it.
+    """
+    now = now or timezone.now()
+    due = list(
+        overdue_heartbeats(now).order_by("heartbeat_due_at").values_list("pk", flat=True)[:batch]
+    )
+    opened = 0
+    for pk in due:
+        try:
+            opened += _open_heartbeat_incident(pk, now)
+        except Exception:
+            logger.exception("could not open a heartbeat incident", extra={"integration_id": pk})
+            Integration.objects.filter(pk=pk).update(heartbeat_due_at=now + RETRY_BAD_HEARTBEAT)
+    return opened
