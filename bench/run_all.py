@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dashboard
 import escalation
+import ingest
 from common import Figure, print_table
 
 
@@ -11,6 +12,7 @@ def main() -> None:
     figures: list[Figure] = []
     figures += dashboard.run()
     figures += escalation.run()
+    figures += ingest.run()
     print_table("triage benchmarks", figures)
 
 

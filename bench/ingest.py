@@ -1,0 +1,279 @@
+"""Events API v2 ingest through gunicorn, beside PostgreSQL's raw rate.
+
+1. Raw rate: pgbench runs the equivalent transaction — insert an incident row
+   and a timeline row — against the same server, with as many clients as the
+   HTTP test has threads.
+2. Maximum throughput: CLIENTS threads send `trigger` events as fast as
+   gunicorn answers (keep-alive connections), half with a new dedup key
+   (a new incident) and half repeating one of a few keys (a timeline row on
+   an open incident).
+3. Latency at about half that throughput: the same mix sent on a fixed
+   schedule (open loop); latency counts from the scheduled send time, so
+   queueing behind a slow request is included.
+
+    python -m triage.devstack bench bench/ingest.py
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from common import Figure, print_table, setup_django, start_gunicorn, stop, summary_ms
+
+CLIENTS = 8
+WORKERS, THREADS = (
+    int(os.environ.get("BENCH_WORKERS", "2")),
+    int(os.environ.get("BENCH_THREADS", "4")),
+)
+SECONDS = 10.0
+REPEAT_KEYS = 50
+MAX_REQUESTS = 200_000  # a hard bound on what one phase may send
+
+
+def _pgbench() -> Path:
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _row_sql(model: Any, values: dict[str, str]) -> str:
+    """An INSERT for the model's table: the given values, defaults for the rest.
+
+    Built from the model so it follows schema changes (fields added later).
+    """
+    columns = dict(values)
+    for field in model._meta.concrete_fields:
+        if field.primary_key or field.column in columns or field.null:
+            continue
+        columns[field.column] = _literal(field.get_default())
+    names = ", ".join(columns)
+    values = ", ".join(columns.values())
+    # A pgbench script from the model's own metadata and constants: no input.
+    return f"INSERT INTO {model._meta.db_table} ({names}) VALUES ({values})"  # noqa: S608
+
+
+def raw_rate(service_id: int, clients: int, seconds: float) -> float:
+    """pgbench transactions per second: one incident row plus one timeline row."""
+    from incidents.models import Incident, TimelineEvent
+
+    incident = _row_sql(
+        Incident,
+        {
+            "title": "'pgbench'",
+            "service_id": str(service_id),
+            "severity": "'critical'",
+            "status": "'triggered'",
+            "source": "'events_v2'",
+            "dedup_key": "'pgbench-' || :n",
+            "opened_at": "now()",
+            "updated_at": "now()",
+        },
+    )
+    event = _row_sql(
+        TimelineEvent,
+        {"incident_id": ":id", "kind": "'opened'", "created_at": "now()", "data": "'{}'"},
+    )
+    script = "\n".join(
+        [
+            r"\set n random(1, 1000000000000)",
+            "BEGIN;",
+            f"{incident} RETURNING id \\gset",
+            f"{event};",
+            "END;",
+            "",
+        ]
+    )
+    url = urlsplit(os.environ["DATABASE_URL"])
+    query = parse_qs(url.query)
+    host = query.get("host", [url.hostname or ""])[0]
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write(script)
+    try:
+        result = subprocess.run(
+            [
+                str(_pgbench()),
+                "-n",
+                "-h",
+                host,
+                *(["-p", str(url.port)] if url.port else []),
+                "-U",
+                unquote(url.username or "postgres"),
+                "-c",
+                str(clients),
+                "-j",
+                str(min(clients, 2)),
+                "-T",
+                str(int(seconds)),
+                "-f",
+                handle.name,
+                unquote(url.path.lstrip("/") or "postgres"),
+            ],
+            env={**os.environ, "PGPASSWORD": unquote(url.password or "")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(handle.name)
+    found = re.search(r"tps = ([0-9.]+)", result.stdout)
+    if not found:
+        raise RuntimeError(f"pgbench printed no rate:\n{result.stdout}\n{result.stderr}")
+    return float(found.group(1))
+
+
+def setup() -> tuple[int, str]:
+    setup_django()
+    from incidents.models import Service
+    from integrations.keys import create_integration
+
+    service, _ = Service.objects.get_or_create(slug="bench-ingest", defaults={"name": "Ingest"})
+    created = create_integration(
+        service=service, kind="events_v2", name="bench", rate_limit_per_minute=10**9
+    )
+    return service.pk, created.raw
+
+
+class Sender:
+    """One keep-alive connection; alternates new and repeated dedup keys."""
+
+    def __init__(self, base: str, key: str, index: int) -> None:
+        parts = urlsplit(base)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        self.key = key
+        self.index = index
+        self.sent = 0
+
+    def body(self) -> bytes:
+        self.sent += 1
+        if self.sent % 2:
+            dedup = uuid.uuid4().hex
+        else:
+            dedup = f"repeat-{(self.index * 7 + self.sent) % REPEAT_KEYS}"
+        event = {
+            "routing_key": self.key,
+            "event_action": "trigger",
+            "dedup_key": dedup,
+            "payload": {"summary": f"bench {dedup}", "source": "bench", "severity": "error"},
+        }
+        return json.dumps(event).encode()
+
+    def send(self) -> None:
+        self.conn.request(
+            "POST",
+            "/integrations/v2/enqueue",
+            body=self.body(),
+            headers={"Content-Type": "application/json"},
+        )
+        response = self.conn.getresponse()
+        response.read()
+        if response.status != 202:
+            raise RuntimeError(f"enqueue answered {response.status}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def closed_loop(base: str, key: str, seconds: float) -> float:
+    """Events per second with CLIENTS threads sending back to back."""
+    counts = [0] * CLIENTS
+    deadline = time.monotonic() + seconds
+
+    def work(index: int) -> None:
+        sender = Sender(base, key, index)
+        try:
+            while time.monotonic() < deadline and counts[index] < MAX_REQUESTS // CLIENTS:
+                sender.send()
+                counts[index] += 1
+        finally:
+            sender.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
+def open_loop(base: str, key: str, rate: float, seconds: float) -> tuple[list[float], float]:
+    """Latencies (s) of events sent on a fixed schedule of `rate` per second."""
+    per_thread = rate / CLIENTS
+    total = min(int(per_thread * seconds), MAX_REQUESTS // CLIENTS)
+    samples: list[list[float]] = [[] for _ in range(CLIENTS)]
+    start = time.monotonic() + 0.2
+
+    def work(index: int) -> None:
+        sender = Sender(base, key, index)
+        offset = index / rate  # spread the threads' schedules evenly
+        try:
+            for i in range(total):
+                due = start + offset + i / per_thread
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                sender.send()
+                samples[index].append(time.monotonic() - due)
+        finally:
+            sender.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    flat = [sample for chunk in samples for sample in chunk]
+    return flat, len(flat) / (time.monotonic() - start)
+
+
+def run() -> list[Figure]:
+    service_id, key = setup()
+    raw = raw_rate(service_id, CLIENTS, SECONDS)
+    process, base = start_gunicorn(workers=WORKERS, threads=THREADS)
+    try:
+        closed_loop(base, key, 2.0)  # warm up: connections, caches, code paths
+        maximum = closed_loop(base, key, SECONDS)
+        latencies, achieved = open_loop(base, key, maximum / 2, SECONDS)
+    finally:
+        stop(process)
+    p50, p99, worst = summary_ms(latencies)
+    share = maximum / raw * 100
+    return [
+        Figure(f"pgbench: incident + timeline row ({CLIENTS} clients)", raw, "tx/s", "-"),
+        Figure(
+            f"Events v2 trigger, max ({CLIENTS} clients, half new keys)", maximum, "events/s", "-"
+        ),
+        Figure("Events v2 ingest as a share of raw PostgreSQL", share, "%", ">= 30 %", share >= 30),
+        Figure(f"latency p50 at {achieved:,.0f} events/s (half max)", p50, "ms", "-"),
+        Figure(
+            f"latency p99 at {achieved:,.0f} events/s (half max)", p99, "ms", "<= 50 ms", p99 <= 50
+        ),
+        Figure("latency worst at half max", worst, "ms", "-"),
+    ]
+
+
+if __name__ == "__main__":
+    print_table("ingest", run())
