@@ -57,7 +57,7 @@ def report(request: HtmxHttpRequest) -> HttpResponse:
         return _render_report(request, ReportForm())
     verdict = ratelimit.hit(
         "report",
-        reports.client_ip(request),
+        ratelimit.client_ip(request),
         limit=settings.REPORTS_RATE_LIMIT,
         window=settings.REPORTS_RATE_WINDOW,
     )

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
-from django.http import HttpRequest
 
 from incidents.models import Incident, Service, Source
 from incidents.services import open_incident
@@ -44,21 +43,6 @@ def fill_token_problem(token: str, now: float | None = None) -> str | None:
             "then send it again."
         )
     return None
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The client's address; with REPORTS_TRUSTED_PROXIES = N, the Nth address
-    from the right of X-Forwarded-For (the one our outermost proxy saw)."""
-    proxies = settings.REPORTS_TRUSTED_PROXIES
-    if proxies:
-        forwarded = [
-            part.strip()
-            for part in request.headers.get("X-Forwarded-For", "").split(",")
-            if part.strip()
-        ]
-        if len(forwarded) >= proxies:
-            return forwarded[-proxies]
-    return str(request.META.get("REMOTE_ADDR", "unknown"))
 
 
 def default_service() -> Service | None:

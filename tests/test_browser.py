@@ -50,6 +50,21 @@ def _plain_static_files(settings: Any) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def no_policy_violations(page: Page) -> Any:
+    """Fail the test if the Content-Security-Policy blocked anything: the
+    pages must work with scripts only from our own files."""
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield
+    assert blocked == []
+
+
 def settled(page: Page) -> None:
     """Wait until htmx has finished swapping and wired up the new content.
 

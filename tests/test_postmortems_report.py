@@ -182,7 +182,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(
 ) -> None:
     time_machine.move_to(datetime(2026, 4, 14, 9, 1, tzinfo=UTC), tick=False)
     settings.REPORTS_RATE_LIMIT = 1
-    settings.REPORTS_TRUSTED_PROXIES = 1
+    settings.TRUSTED_PROXIES = 1
     headers = {"X-Forwarded-For": "203.0.113.9, 198.51.100.1"}
     first = client.post("/report", filled(), headers=headers)
     same_client = client.post("/report", filled(), headers=headers)

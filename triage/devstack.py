@@ -321,6 +321,8 @@ def test(pytest_args: list[str]) -> int:
     for command in (
         [str(BIN / "ruff"), "check", "."],
         [str(BIN / "ruff"), "format", "--check", "."],
+        # Security lint: medium and high findings fail the run.
+        [str(BIN / "bandit"), "-q", "-c", "pyproject.toml", "-r", ".", "-ll"],
     ):
         if not whole_suite:
             break

@@ -17,7 +17,8 @@ max_requests_jitter = 500
 accesslog = None
 errorlog = "-"
 # Heartbeat files on tmpfs: a read-only root filesystem stays read-only.
-worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108
+# Not a temp file: gunicorn keeps only its worker heartbeat files there.
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108  # nosec B108
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]

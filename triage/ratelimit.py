@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.http import HttpRequest
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
@@ -78,3 +80,20 @@ def hit(
         return Verdict(allowed=True, count=count, limit=limit, retry_after=0)
     retry_after = max(1, math.ceil((number + 1) * window - now))
     return Verdict(allowed=False, count=count, limit=limit, retry_after=retry_after)
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address. With TRUSTED_PROXIES = N (> 0) it is the Nth
+    address from the right of X-Forwarded-For — the one the outermost of our
+    own proxies saw — so a client cannot pick its own address by sending the
+    header; with 0 the header is ignored."""
+    proxies = settings.TRUSTED_PROXIES
+    if proxies:
+        forwarded = [
+            part.strip()
+            for part in request.headers.get("X-Forwarded-For", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return str(request.META.get("REMOTE_ADDR", "unknown"))
