@@ -235,7 +235,16 @@ class Page(models.Model):
                 condition=Q(status__in=PageStatus.values), name="page_status_valid"
             )
         ]
-        indexes: ClassVar = [models.Index(fields=["incident", "created_at"])]
+        indexes: ClassVar = [
+            models.Index(fields=["incident", "created_at"]),
+            # Reconciliation looks for pages whose task was lost; only pages
+            # not yet sent are in this index, so the look stays cheap.
+            models.Index(
+                fields=["status", "due_at"],
+                condition=Q(status__in=["queued", "sending"]),
+                name="page_pending",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"page #{self.pk} {self.channel} {self.status}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import apprise
 from django.conf import settings
@@ -19,9 +19,16 @@ from triage.celery import app as celery_app
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-# A page claimed longer ago than this by a worker that never finished (killed
-# mid-send) may be claimed again.
-CLAIM_LEASE = timedelta(minutes=2)
+# A queued page whose task has not run this long after it fell due lost its
+# task (a flushed broker): reconciliation sends it again.
+STUCK_GRACE = timedelta(seconds=30)
+
+
+def claim_lease() -> timedelta:
+    """How long a claim holds. A send cannot outlive the task's hard time limit
+    (the worker kills it), so a page claimed longer ago than that belongs to a
+    worker that died mid-send and may be claimed again."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 5)
 
 
 def backoff(attempt: int) -> timedelta:
@@ -47,7 +54,7 @@ def _claim(page_id: int) -> bool:
     conditional UPDATE is atomic, and a second worker's update matches no row."""
     now = timezone.now()
     claimable = Q(status=PageStatus.QUEUED) | Q(
-        status=PageStatus.SENDING, claimed_at__lt=now - CLAIM_LEASE
+        status=PageStatus.SENDING, claimed_at__lt=now - claim_lease()
     )
     return bool(
         Page.objects.filter(claimable, pk=page_id).update(status=PageStatus.SENDING, claimed_at=now)
@@ -99,6 +106,23 @@ def deliver(page_id: int) -> str:
         "page failed", extra={"page_id": page.pk, "channel": page.channel, "error": error}
     )
     return "failed"
+
+
+def resend_stuck(*, now: datetime | None = None) -> int:
+    """Queue again every page whose delivery task was lost: still queued well
+    after it fell due (its message vanished with a flushed or restarted
+    Redis), or claimed by a worker that died mid-send. Sending twice is
+    impossible: a duplicate task finds the page already claimed (``_claim``)."""
+    now = now or timezone.now()
+    stuck = list(
+        Page.objects.filter(
+            Q(status=PageStatus.QUEUED, due_at__lte=now - STUCK_GRACE)
+            | Q(status=PageStatus.SENDING, claimed_at__lt=now - claim_lease())
+        ).values_list("pk", flat=True)[:1000]
+    )
+    for page_id in stuck:
+        celery_app.send_task("paging.deliver_page", args=[page_id])
+    return len(stuck)
 
 
 def send_test(method_id: int) -> str:

@@ -42,7 +42,7 @@ def escalate_due(incident_id: int) -> str:
 
 @shared_task(name="paging.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
-    return escalation.reconcile()
+    return {**escalation.reconcile(), "pages_resent": notify.resend_stuck()}
 
 
 @shared_task(name="paging.deliver_page", ignore_result=True)

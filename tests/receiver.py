@@ -16,6 +16,9 @@ class Receiver:
     url: str  # an apprise json:// URL pointing at this server
     messages: list[dict[str, Any]] = field(default_factory=list)
     fail_next: int = 0  # answer this many requests with 500 first
+    hang_next: int = 0  # hold this many requests open until `release` is set
+    hanging: threading.Event = field(default_factory=threading.Event)  # one is held
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 @contextmanager
@@ -26,6 +29,11 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             target = box[0]
+            if target.hang_next:
+                target.hang_next -= 1
+                target.hanging.set()
+                target.release.wait(60)
+                return  # the sender never gets an answer
             if target.fail_next:
                 target.fail_next -= 1
                 self.send_response(500)
@@ -49,5 +57,6 @@ def receiver() -> Iterator[Receiver]:
     try:
         yield box[0]
     finally:
+        box[0].release.set()
         server.shutdown()
         server.server_close()

@@ -97,3 +97,24 @@ def test_a_test_notification_records_its_result(ana: User) -> None:
     method.refresh_from_db()
     assert method.last_test_result == "delivered"
     assert inbox.messages[0]["title"] == "triage test notification"
+
+
+def test_pages_whose_task_was_lost_are_sent_again(web: Service, ana: User, redis: Redis) -> None:
+    from django.utils import timezone
+
+    with receiver() as inbox:
+        page = paged_incident(web, ana, inbox.url)
+        now = timezone.now()
+        # Just due: its task is surely still on its way.
+        assert notify.resend_stuck(now=now) == 0
+        # Due long ago and still queued: the task vanished (Redis flushed).
+        assert notify.resend_stuck(now=now + timedelta(minutes=1)) == 1
+        # Claimed by a worker that then died mid-send: free again after the lease.
+        Page.objects.filter(pk=page.pk).update(status=PageStatus.SENDING, claimed_at=now)
+        assert notify.deliver(page.pk) == "skipped"  # the claim still holds
+        later = now + notify.claim_lease() + timedelta(seconds=1)
+        assert notify.resend_stuck(now=later) == 1
+        Page.objects.filter(pk=page.pk).update(claimed_at=now - notify.claim_lease())
+        assert notify.deliver(page.pk) == "sent"
+        assert notify.resend_stuck(now=later) == 0
+    assert len(inbox.messages) == 1

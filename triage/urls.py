@@ -20,3 +20,5 @@ urlpatterns = [
     path("", include("paging.urls")),
     path("", include("incidents.urls")),
 ]
+
+handler500 = "triage.errors.server_error"

@@ -1,0 +1,52 @@
+"""What a request gets when something below triage fails.
+
+A database that cannot be reached (restarting, failing over, network gone)
+is not a bug in the request: it gets ``503 Service Unavailable`` with
+``Retry-After``, so senders such as Alertmanager and Events v2 clients retry
+it, instead of a 500. Django calls ``handler500`` inside the ``except`` block
+of the uncaught exception, so ``sys.exc_info()`` says what happened. The
+broken connection itself is closed by Django at the end of the request
+(it marks connections that raised), and the next request connects afresh:
+triage recovers by itself once the database is back.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+
+from incidents.http import problem, wants_json
+
+RETRY_AFTER_SECONDS = 5
+
+
+def _database_unavailable() -> bool:
+    error = sys.exc_info()[1]
+    while error is not None:
+        if isinstance(error, (OperationalError, InterfaceError)):
+            return True
+        if not isinstance(error, DatabaseError):
+            return False
+        error = error.__cause__
+    return False
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _database_unavailable():
+        status, title = 503, "Service unavailable"
+        detail = "The database cannot be reached right now. Retry in a few seconds."
+    else:
+        status, title = 500, "Server error"
+        detail = "Something went wrong on our side; it has been logged."
+    if wants_json(request) or request.path.startswith(("/v1/", "/v2/", "/integrations/", "/mcp")):
+        response: HttpResponse = problem(status, title, detail)
+    else:
+        response = HttpResponse(
+            f"<!doctype html><title>{title} · triage</title><h1>{title}</h1><p>{detail}</p>",
+            status=status,
+        )
+    if status == 503:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
