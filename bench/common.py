@@ -97,6 +97,23 @@ def start_gunicorn(workers: int = 2, threads: int = 4) -> tuple[subprocess.Popen
     raise RuntimeError("gunicorn did not start")
 
 
+def worker_rss_mb(master_pid: int) -> float:
+    """The resident memory of the largest gunicorn worker (a child of the master), in MB."""
+    sizes = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != master_pid:  # fields[1] is the parent pid
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return max(sizes, default=0.0)
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:

@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from common import Figure, print_table, setup_django, start_gunicorn, stop, summary_ms
+from common import (
+    Figure,
+    print_table,
+    setup_django,
+    start_gunicorn,
+    stop,
+    summary_ms,
+    worker_rss_mb,
+)
 
 CLIENTS = 8
 WORKERS, THREADS = (
@@ -257,6 +265,7 @@ def run() -> list[Figure]:
         closed_loop(base, key, 2.0)  # warm up: connections, caches, code paths
         maximum = closed_loop(base, key, SECONDS)
         latencies, achieved = open_loop(base, key, maximum / 2, SECONDS)
+        rss = worker_rss_mb(process.pid)
     finally:
         stop(process)
     p50, p99, worst = summary_ms(latencies)
@@ -272,6 +281,7 @@ def run() -> list[Figure]:
             f"latency p99 at {achieved:,.0f} events/s (half max)", p99, "ms", "<= 50 ms", p99 <= 50
         ),
         Figure("latency worst at half max", worst, "ms", "-"),
+        Figure("RSS of one web worker after the runs", rss, "MB", "<= 300 MB", rss <= 300),
     ]
 
 
