@@ -166,6 +166,12 @@ class Incident(models.Model):
                 condition=Q(status__in=OPEN_STATUSES),
                 name="incident_open_severity",
             ),
+            # The dashboard's post-mortem suggestions: recently resolved ones.
+            models.Index(
+                fields=["resolved_at"],
+                condition=Q(status="resolved"),
+                name="incident_resolved_at",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -53,7 +53,7 @@ def open_counts_by_severity() -> dict[str, int]:
     rows = (
         Incident.objects.filter(status__in=OPEN_STATUSES)
         .values("severity")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))  # COUNT(*): an index-only scan of incident_open_severity
         .order_by()
     )
     counts = dict.fromkeys(Severity.values, 0)
