@@ -20,6 +20,7 @@ HONEYPOT = "website"  # a field people never see (hidden by CSS); bots fill it i
 
 
 @require_GET
+@ratelimit.public_page
 def index(request: HtmxHttpRequest) -> HttpResponse:
     """GET /postmortems/: the published post-mortems (the same list as the export)."""
     entries = [(pm, pm.get_absolute_url()) for pm in selectors.published_postmortems()]
@@ -27,6 +28,7 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
+@ratelimit.public_page
 def status_page(request: HtmxHttpRequest) -> HttpResponse:
     context = {"page": status.status_page()}
     template = "postmortems/status.html#status-body" if request.htmx else "postmortems/status.html"
@@ -51,6 +53,7 @@ def _render_report(
 
 
 @require_http_methods(["GET", "POST"])
+@ratelimit.public_page
 def report(request: HtmxHttpRequest) -> HttpResponse:
     """GET/POST /report: anyone can report a problem; it opens an incident."""
     if request.method == "GET":

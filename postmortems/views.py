@@ -21,6 +21,7 @@ from postmortems import document, sections, selectors, services
 from postmortems.forms import ActionItemForm, PostMortemStatusForm
 from postmortems.models import TRANSITIONS, ActionItem, PostMortem, PostMortemStatus
 from postmortems.rendering import markdown_html
+from triage import ratelimit
 
 CHANGED = "postmortem-changed"  # htmx event: refresh what shows the follow-ups
 
@@ -95,6 +96,7 @@ def draft(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+@ratelimit.public_page
 def detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The editor for responders; the published document for everyone else."""
     if not request.user.is_authenticated:
@@ -189,6 +191,7 @@ def change_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+@ratelimit.public_page
 def markdown(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The post-mortem as the Markdown file ``export_postmortems`` writes."""
     post_mortem = selectors.postmortem_or_none(pk)

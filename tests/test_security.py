@@ -246,6 +246,22 @@ def test_password_guessing_is_slowed_per_address_and_per_account(
     assert client.session["_auth_user_id"] == str(alice.pk)
 
 
+def test_public_pages_share_a_budget_per_address(
+    client: Client, alice_client: Client, settings: Any, redis: Redis
+) -> None:
+    settings.PUBLIC_RATE_LIMIT = 3
+    answers = [client.get(path) for path in ("/status", "/postmortems/", "/report")]
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+
+    refused = client.get("/status")
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= settings.PUBLIC_RATE_WINDOW
+    assert "Too many requests from your address" in refused.content.decode()
+    # Another address, and logged-in responders, are not held back.
+    assert Client(REMOTE_ADDR="198.51.100.8").get("/status").status_code == 200
+    assert alice_client.get("/status").status_code == 200
+
+
 # --- headers and deployment checks ------------------------------------------------
 
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
@@ -97,3 +99,37 @@ def client_ip(request: HttpRequest) -> str:
         if len(forwarded) >= proxies:
             return forwarded[-proxies]
     return str(request.META.get("REMOTE_ADDR", "unknown"))
+
+
+View = Callable[..., HttpResponse]
+
+
+def public_page(view: View) -> View:
+    """Limit anonymous visitors of a public page per address.
+
+    All public pages share one budget per address, ``PUBLIC_RATE_LIMIT``
+    requests per ``PUBLIC_RATE_WINDOW`` seconds — far above what a person
+    reading them needs, low enough that a scraper or a flood gets 429 before
+    it costs the responders' database. Logged-in people are not limited here.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            verdict = hit(
+                "public",
+                client_ip(request),
+                limit=settings.PUBLIC_RATE_LIMIT,
+                window=settings.PUBLIC_RATE_WINDOW,
+            )
+            if not verdict.allowed:
+                response = HttpResponse(
+                    f"Too many requests from your address. Try again in {verdict.retry_after} s.\n",
+                    status=429,
+                    content_type="text/plain; charset=utf-8",
+                )
+                response["Retry-After"] = str(verdict.retry_after)
+                return response
+        return view(request, *args, **kwargs)
+
+    return wrapper

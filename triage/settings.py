@@ -352,6 +352,8 @@ POSTMORTEM_NOTIFY_URL = env_str("POSTMORTEM_NOTIFY_URL", "") or ""
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
 LOGIN_RATE_LIMIT = env_int("LOGIN_RATE_LIMIT", 10, minimum=1)
 LOGIN_RATE_WINDOW = env_int("LOGIN_RATE_WINDOW", 300, minimum=1)
+PUBLIC_RATE_LIMIT = env_int("PUBLIC_RATE_LIMIT", 120, minimum=1)
+PUBLIC_RATE_WINDOW = env_int("PUBLIC_RATE_WINDOW", 60, minimum=1)
 
 # --- Integrations: ingest keys, the /v1 API, the MCP server (integrations app) ---
 # django-ninja's own app serves the /v1/docs page's Swagger UI from our static
