@@ -364,6 +364,15 @@ def test_ingress_hosts_become_allowed_hosts_csrf_origins_and_the_base_url(
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+def test_behind_the_ingress_rate_limits_see_the_clients_address(
+    default_docs: list[Manifest], production_docs: list[Manifest]
+) -> None:
+    assert one(default_docs, "ConfigMap", "triage")["data"]["TRUSTED_PROXIES"] == "0"
+    assert one(production_docs, "ConfigMap", "triage")["data"]["TRUSTED_PROXIES"] == "1"
+    two = manifests(with_values(PRODUCTION, config__trustedProxies=2))
+    assert one(two, "ConfigMap", "triage")["data"]["TRUSTED_PROXIES"] == "2"
+
+
 def test_ingress_without_hosts_fails_with_a_clear_message() -> None:
     values = with_values(REQUIRED, ingress__enabled=True)
     with pytest.raises(helm_python.HelmError, match=r"ingress\.hosts is empty"):

@@ -123,6 +123,9 @@ SECURE_COOKIES: {{ $c.secureCookies | toString | quote }}
 SECURE_HSTS_SECONDS: {{ $c.secureHstsSeconds | int | toString | quote }}
 SECURE_SSL_REDIRECT: {{ $c.secureSslRedirect | toString | quote }}
 TRUST_X_FORWARDED_PROTO: {{ $c.trustXForwardedProto | toString | quote }}
+{{- $proxies := $c.trustedProxies }}
+{{- if kindIs "invalid" $proxies }}{{ $proxies = ternary 1 0 .Values.ingress.enabled }}{{ end }}
+TRUSTED_PROXIES: {{ $proxies | int | toString | quote }}
 DATABASE_CONNECT_TIMEOUT: {{ $c.databaseConnectTimeout | int | toString | quote }}
 DATABASE_CONN_MAX_AGE: {{ $c.databaseConnMaxAge | int | toString | quote }}
 REDIS_TIMEOUT: {{ $c.redisTimeout | toString | quote }}
