@@ -239,6 +239,15 @@ def start(incident_id: int, *, now: datetime | None = None) -> None:
         )
         if incident is None:
             return
+        if incident.service.escalation_policy_id is None:
+            # Nobody could be paged, whatever a maintenance window or the
+            # incident's flags say: record that without looking them up (the
+            # path of every alert for a service nobody is on call for).
+            if incident.next_escalation_at is not None:
+                incident.next_escalation_at = None
+                incident.save(update_fields=["next_escalation_at", "updated_at"])
+            _record_no_policy(incident, now)
+            return
         reason = _suppression(incident, now)
         if reason:
             record_event(
@@ -252,14 +261,18 @@ def start(incident_id: int, *, now: datetime | None = None) -> None:
             _sync_after_commit(incident, None, now)
             return
         if not advance(incident, now=now, reason="opened"):
-            record_event(
-                incident,
-                EventKind.PAGED,
-                actor=None,
-                now=now,
-                message=f"Nobody paged: {incident.service} has no escalation policy",
-                data={"suppressed": "no escalation policy"},
-            )
+            _record_no_policy(incident, now)
+
+
+def _record_no_policy(incident: Incident, now: datetime) -> None:
+    record_event(
+        incident,
+        EventKind.PAGED,
+        actor=None,
+        now=now,
+        message=f"Nobody paged: {incident.service} has no escalation policy",
+        data={"suppressed": "no escalation policy"},
+    )
 
 
 def on_acknowledged(incident: Incident, *, now: datetime) -> None:
