@@ -10,7 +10,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django_htmx.middleware import HtmxDetails
@@ -85,9 +85,19 @@ def api_or_login(scope: str = TokenScope.READ) -> Callable[[View], View]:
     A request with an Authorization header is an API request: it must carry an
     active token with the scope, and CSRF does not apply (no cookies involved).
     Anything else must be a logged-in session, with CSRF enforced on writes.
+    Views raise ``Http404`` for anything missing; API clients get it as a
+    problem+json 404 with the same message, browsers as the 404 page.
     """
 
     def decorator(view: View) -> View:
+        def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                return view(request, *args, **kwargs)
+            except Http404 as exc:
+                if not wants_json(request):
+                    raise
+                return problem(404, "Not found", str(exc))
+
         @csrf_exempt
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -105,7 +115,7 @@ def api_or_login(scope: str = TokenScope.READ) -> Callable[[View], View]:
                     needed = TokenScope(scope).value
                     return problem(403, "Forbidden", f"This token lacks the '{needed}' scope.")
                 request.user = token.user
-                return view(request, *args, **kwargs)
+                return answer(request, *args, **kwargs)
             if not request.user.is_authenticated:
                 if wants_json(request):
                     response = problem(401, "Unauthorized", "Log in or send an API token.")
@@ -116,7 +126,7 @@ def api_or_login(scope: str = TokenScope.READ) -> Callable[[View], View]:
                 failure = _csrf_failure(request)
                 if failure is not None:
                     return failure
-            return view(request, *args, **kwargs)
+            return answer(request, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -236,8 +236,6 @@ def incident_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespo
     try:
         incident = selectors.incident_detail(pk)
     except Incident.DoesNotExist:
-        if api:
-            return problem(404, "Not found", f"No incident #{pk}.")
         raise Http404(f"No incident #{pk}.") from None
     status, error, note_form = 200, "", NoteForm()
     try:

@@ -111,8 +111,6 @@ def add(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     try:
         post_mortem = selectors.postmortem_detail(pk)
     except PostMortem.DoesNotExist:
-        if api:
-            return problem(404, "Not found", f"No post-mortem #{pk}.")
         raise Http404(f"No post-mortem #{pk}.") from None
     try:
         form = ActionItemForm(_data(request), auto_id="new-item-%s")
@@ -196,8 +194,6 @@ def done(request: HtmxHttpRequest, pk: int, item_id: int) -> HttpResponse:
     try:
         item = selectors.action_item(pk, item_id)
     except ActionItem.DoesNotExist:
-        if api:
-            return problem(404, "Not found", f"No action item #{item_id} in post-mortem #{pk}.")
         raise Http404(f"No action item #{item_id} in post-mortem #{pk}.") from None
     try:
         form = _followup_form(item, _data(request))

@@ -77,8 +77,6 @@ def draft(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     try:
         incident = incident_selectors.incident_detail(pk)
     except Incident.DoesNotExist:
-        if api:
-            return problem(404, "Not found", f"No incident #{pk}.")
         raise Http404(f"No incident #{pk}.") from None
     try:
         drafted = services.draft_postmortem(incident, actor=request.user)
@@ -214,7 +212,7 @@ def markdown(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def todos(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """GET /postmortems/{id}/todos: the pending follow-ups as TODO-parser JSON."""
     post_mortem = selectors.postmortem_or_none(pk)
-    if post_mortem is None:
+    if post_mortem is None:  # a JSON-only endpoint: JSON for browsers too
         return problem(404, "Not found", f"No post-mortem #{pk}.")
     return JsonResponse(document.todo_json(post_mortem, selectors.action_items(post_mortem)))
 

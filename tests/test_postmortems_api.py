@@ -158,3 +158,17 @@ def test_api_clients_add_action_items_and_unknown_types_are_422(
     assert missing.status_code == 404
     broken = client.post(url, "[]", content_type="application/json", headers=auth(write_token))
     assert broken.status_code == 400
+
+
+def test_api_clients_get_missing_things_as_problem_json_and_browsers_as_a_page(
+    client: Client, alice_client: Client, write_token: NewToken
+) -> None:
+    pm = postmortem()
+    url = f"/postmortems/{pm.pk}/actions/424242/done"
+    api = post_json(client, url, {"commit": "abc1234", "implemented_by": "bob"}, write_token)
+    browser = alice_client.post(url, {"commit": "abc1234", "implemented_by": "bob"})
+    assert api.status_code == 404
+    assert api["Content-Type"] == "application/problem+json"
+    assert api.json()["detail"] == f"No action item #424242 in post-mortem #{pm.pk}."
+    assert browser.status_code == 404
+    assert browser["Content-Type"].startswith("text/html")
