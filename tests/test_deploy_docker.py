@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,9 +201,9 @@ def web_started_by_the_default_command(env: dict[str, str]) -> Iterator[subproce
     try:
         port = int(env["GUNICORN_BIND"].rsplit(":", 1)[1])
         deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
+        # Ready means a worker answers, not just that the master bound the port:
+        # the image's HEALTHCHECK gives the app a 30 s start period for that.
+        while not _answers(port):
             assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
             assert time.monotonic() < deadline, "gunicorn did not start within 30 s"
             time.sleep(0.1)
@@ -214,6 +215,15 @@ def web_started_by_the_default_command(env: dict[str, str]) -> Iterator[subproce
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _answers(port: int) -> bool:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}
+    )
+    with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=2) as response:
+        return bool(response.status == 200)
+    return False
 
 
 def run_healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -181,7 +181,7 @@ def isolated() -> Iterator[Isolated]:
             "LOG_LEVEL": "warning",
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_COOKIES": "false",
-            "DATABASE_CONNECT_TIMEOUT": "2",
+            "DATABASE_CONNECT_TIMEOUT": "1",
             "ESCALATION_CHECK_SECONDS": "0.5",
             "RECONCILE_SECONDS": "2",
         }
