@@ -25,6 +25,20 @@ class IncidentFilter:
     q: str = ""
 
 
+# What the dashboard's rows show (and the paging fallback reads): not the
+# details, fingerprints and audit columns of every row, every few seconds.
+LIST_FIELDS = (
+    "title",
+    "severity",
+    "status",
+    "opened_at",
+    "escalation_level",
+    "next_escalation_at",
+    "service__name",
+    "acknowledged_by__username",
+)
+
+
 def open_incidents(filters: IncidentFilter | None = None) -> QuerySet[Incident]:
     """Open incidents, most severe first, oldest first within a severity."""
     filters = filters or IncidentFilter()
@@ -43,6 +57,7 @@ def open_incidents(filters: IncidentFilter | None = None) -> QuerySet[Incident]:
         incidents = incidents.filter(match)
     return (
         incidents.select_related("service", "acknowledged_by")
+        .only(*LIST_FIELDS)
         .alias(rank=SEVERITY_RANK)
         .order_by("rank", "opened_at", "id")
     )

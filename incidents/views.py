@@ -72,6 +72,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         incident.next_escalation_at = summary.next_escalation_at
     context = {
         "filters": filters,
+        "selected_service": filters.service.slug if filters.service else "",
         "services": selectors.services(),
         "severity_choices": Severity.choices,
         "status_choices": [(s, Status(s).label) for s in OPEN_STATUSES],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -132,3 +133,21 @@ def test_the_dashboard_runs_the_same_queries_for_5_or_500_incidents(
     many = _queries_for_dashboard(alice_client)
     assert few == many
     assert many <= 8
+
+
+def test_a_row_shows_the_incident_escaped(alice_client: Client, alice: User) -> None:
+    service = ServiceFactory(name="<b>Payments</b>")
+    incident = IncidentFactory(
+        title='<script>alert("x")</script> & "quotes"', severity="error", service=service
+    )
+    services.acknowledge_incident(incident, actor=alice)
+
+    html = alice_client.get("/").content.decode()
+    row = html.split(f'data-incident="{incident.pk}"', 1)[1].split("</tr>", 1)[0]
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quotes&quot;" in row
+    assert "&lt;b&gt;Payments&lt;/b&gt;" in row
+    assert f'href="/incidents/{incident.pk}">#{incident.pk}</a>' in row
+    assert 'class="badge sev-error" title="error">SEV2</span>' in row
+    assert '<span class="status acknowledged">Acknowledged</span> <small>by alice' in row
+    assert f'datetime="{incident.opened_at.isoformat()}" data-age' in row
