@@ -7,7 +7,11 @@
    gunicorn answers (keep-alive connections), half with a new dedup key
    (a new incident) and half repeating one of a few keys (a timeline row on
    an open incident).
-3. Latency at about half that throughput: the same mix sent on a fixed
+3. The ceiling of the web tier itself: GET /healthz, which does no I/O,
+   through the same gunicorn, middleware and client. On a 2-core machine
+   where PostgreSQL, Redis, gunicorn and the client share the cores, this
+   no-op rate is the bound any endpoint is measured against.
+4. Latency at about half the maximum throughput: the same mix sent on a fixed
    schedule (open loop); latency counts from the scheduled send time, so
    queueing behind a slow request is included.
 
@@ -227,6 +231,33 @@ def closed_loop(base: str, key: str, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - started)
 
 
+def noop_rate(base: str, seconds: float) -> float:
+    """Requests per second for GET /healthz (no I/O at all) through the same
+    gunicorn, middleware and client: the ceiling any endpoint could reach here."""
+    counts = [0] * CLIENTS
+    deadline = time.monotonic() + seconds
+    parts = urlsplit(base)
+
+    def work(index: int) -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            while time.monotonic() < deadline:
+                conn.request("GET", "/healthz")
+                response = conn.getresponse()
+                response.read()
+                counts[index] += 1
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
 def open_loop(base: str, key: str, rate: float, seconds: float) -> tuple[list[float], float]:
     """Latencies (s) of events sent on a fixed schedule of `rate` per second."""
     per_thread = rate / CLIENTS
@@ -263,6 +294,7 @@ def run() -> list[Figure]:
     process, base = start_gunicorn(workers=WORKERS, threads=THREADS)
     try:
         closed_loop(base, key, 2.0)  # warm up: connections, caches, code paths
+        noop = noop_rate(base, SECONDS / 2)
         maximum = closed_loop(base, key, SECONDS)
         latencies, achieved = open_loop(base, key, maximum / 2, SECONDS)
         rss = worker_rss_mb(process.pid)
@@ -276,6 +308,9 @@ def run() -> list[Figure]:
             f"Events v2 trigger, max ({CLIENTS} clients, half new keys)", maximum, "events/s", "-"
         ),
         Figure("Events v2 ingest as a share of raw PostgreSQL", share, "%", ">= 30 %", share >= 30),
+        Figure(f"no-op GET /healthz, same gunicorn ({CLIENTS} clients)", noop, "req/s", "-"),
+        Figure("no-op request as a share of raw PostgreSQL", noop / raw * 100, "%", "-"),
+        Figure("Events v2 ingest as a share of the no-op rate", maximum / noop * 100, "%", "-"),
         Figure(f"latency p50 at {achieved:,.0f} events/s (half max)", p50, "ms", "-"),
         Figure(
             f"latency p99 at {achieved:,.0f} events/s (half max)", p99, "ms", "<= 50 ms", p99 <= 50

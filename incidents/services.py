@@ -152,7 +152,7 @@ def open_incident(
                 data=data or {},
             )
             after_commit(metrics.INCIDENTS_OPENED.labels(source=source).inc)
-            after_commit(escalation.start, incident.pk)
+            escalation.on_opened(incident, now=now)
             return Opened(incident, created=True)
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 

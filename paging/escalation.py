@@ -223,6 +223,22 @@ _REASONS = {
 }
 
 
+def on_opened(incident: Incident, *, now: datetime) -> None:
+    """Inside ``open_incident``'s transaction: arrange paging for a new incident.
+
+    A service without an escalation policy pages nobody: that is recorded in
+    the same transaction (a row, no side effect, nothing that can fail apart
+    from the insert itself), which spares every alert of an unrouted service
+    a second transaction. Otherwise paging starts after the commit, so a
+    failure to page can never lose the incident; reconciliation starts any
+    incident whose start was lost.
+    """
+    if incident.service.escalation_policy_id is None:
+        _record_no_policy(incident, now)
+    else:
+        after_commit(start, incident.pk)
+
+
 def start(incident_id: int, *, now: datetime | None = None) -> None:
     """Page level 1 of a new (or reopened) incident, unless paging is suppressed.
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from redis import Redis
 from time_machine import TimeMachineFixture
 
@@ -261,3 +262,17 @@ def test_acknowledge_racing_an_escalation_leaves_a_consistent_state(
         else:
             assert paged_levels(incident) == [1]
     assert escalation.check() == {"claimed": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nobody_paged_is_written_in_the_opening_transaction(web: Service, redis: Redis) -> None:
+    """An unrouted alert costs one transaction, and its "nobody paged" row
+    cannot exist without the incident (or the other way round)."""
+    with CaptureQueriesContext(connection) as queries:
+        opened = services.open_incident(service=web, title="disk full", severity="error")
+    commits = [query["sql"] for query in queries if query["sql"] == "COMMIT"]
+    assert len(commits) == 1
+    assert list(opened.incident.timeline.values_list("kind", flat=True).order_by("pk")) == [
+        EventKind.OPENED,
+        EventKind.PAGED,
+    ]

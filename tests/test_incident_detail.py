@@ -143,7 +143,7 @@ def test_api_clients_read_the_incident_with_its_timeline(
     services.add_note(incident, actor=None, text="cleaning /var/log")
     body = client.get(f"/incidents/{incident.pk}", headers=auth(read_token)).json()
     assert body["title"] == "disk full"
-    assert [event["kind"] for event in body["timeline"]] == ["opened", "note"]
+    assert [event["kind"] for event in body["timeline"]] == ["opened", "paged", "note"]
     missing = client.get("/incidents/999999", headers=auth(read_token))
     assert missing.status_code == 404
     assert missing["Content-Type"] == "application/problem+json"

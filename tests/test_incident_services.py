@@ -30,8 +30,11 @@ def test_opening_an_incident_records_who_opened_it_on_the_timeline(
     assert opened.created
     assert incident.status == Status.TRIGGERED
     assert incident.opened_by == alice
-    assert kinds(incident) == [EventKind.OPENED]
-    assert "alice" in incident.timeline.get().message
+    # The web service has no escalation policy: "nobody paged" is recorded
+    # with the opening, in the same transaction.
+    assert kinds(incident) == [EventKind.OPENED, EventKind.PAGED]
+    assert "alice" in incident.timeline.get(kind=EventKind.OPENED).message
+    assert "has no escalation policy" in incident.timeline.get(kind=EventKind.PAGED).message
 
 
 def test_a_repeat_with_the_same_dedup_key_joins_the_open_incident(web: Service) -> None:
@@ -40,7 +43,7 @@ def test_a_repeat_with_the_same_dedup_key_joins_the_open_incident(web: Service) 
     assert again.incident.pk == first.incident.pk
     assert again.deduplicated
     assert not again.created
-    assert kinds(first.incident) == [EventKind.OPENED, EventKind.ALERT]
+    assert kinds(first.incident) == [EventKind.OPENED, EventKind.PAGED, EventKind.ALERT]
 
 
 def test_the_same_dedup_key_after_resolve_opens_a_new_incident(web: Service) -> None:
@@ -57,7 +60,7 @@ def test_replaying_an_idempotency_key_returns_the_same_incident(web: Service) ->
     assert replay.incident.pk == first.incident.pk
     assert not replay.created
     assert Incident.objects.count() == 1
-    assert kinds(first.incident) == [EventKind.OPENED]
+    assert kinds(first.incident) == [EventKind.OPENED, EventKind.PAGED]
 
 
 def test_reusing_an_idempotency_key_for_another_request_is_refused(web: Service) -> None:
@@ -81,7 +84,12 @@ def test_acknowledge_then_resolve_records_who_and_when(
     resolved = services.resolve_incident(acked, actor=alice)
     assert resolved.status == Status.RESOLVED
     assert resolved.resolved_by == alice
-    assert kinds(resolved) == [EventKind.OPENED, EventKind.ACKNOWLEDGED, EventKind.RESOLVED]
+    assert kinds(resolved) == [
+        EventKind.OPENED,
+        EventKind.PAGED,
+        EventKind.ACKNOWLEDGED,
+        EventKind.RESOLVED,
+    ]
 
 
 @pytest.mark.parametrize(
