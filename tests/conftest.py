@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django_redis import get_redis_connection
 from redis import Redis
+from time_machine import TimeMachineFixture
 
 from incidents.models import Service
 from incidents.tokens import NewToken, create_api_token
@@ -63,3 +65,11 @@ def write_token(alice: User) -> NewToken:
 @pytest.fixture
 def read_token(alice: User) -> NewToken:
     return create_api_token(user=alice, name="grafana", scope="read")
+
+
+@pytest.fixture
+def one_window(time_machine: TimeMachineFixture) -> None:
+    """The clock pinned inside one rate-limit window. Windows start at whole
+    minutes: a test counting attempts across a minute boundary would see the
+    count start again half-way and fail for no reason."""
+    time_machine.move_to(datetime(2026, 11, 23, 3, 0, 10, tzinfo=UTC), tick=False)

@@ -231,7 +231,7 @@ def test_an_oversized_body_is_a_413(client: Client, am: NewKey) -> None:
 
 
 def test_over_the_rate_limit_alertmanager_gets_429_and_retries_later(
-    client: Client, web: Service, redis: Redis
+    client: Client, web: Service, redis: Redis, one_window: None
 ) -> None:
     limited = integration(web, "alertmanager", rate_limit_per_minute=2)
     statuses = [

@@ -104,8 +104,9 @@ def test_one_incident_comes_with_its_timeline(
     incident = IncidentFactory(service=web)
     services.add_note(incident, actor=alice, text="looking")
     body = get(client, f"/v1/incidents/{incident.pk}", read_token).json()
-    assert [event["kind"] for event in body["timeline"]] == ["opened", "note"]
-    assert body["timeline"][1]["actor"] == "alice"
+    # The web service has no policy: "nobody paged" comes with the opening.
+    assert [event["kind"] for event in body["timeline"]] == ["opened", "paged", "note"]
+    assert body["timeline"][2]["actor"] == "alice"
 
 
 def test_actions_change_the_incident_and_record_who(
@@ -122,8 +123,14 @@ def test_actions_change_the_incident_and_record_who(
     assert note.json()["message"] == "rebooting db1"
     resolved = post(client, f"{base}/resolve", write_token)
     assert resolved.json()["status"] == "resolved"
-    kinds = list(incident.timeline.values_list("kind", flat=True))
-    assert kinds == [EventKind.OPENED, EventKind.ACKNOWLEDGED, EventKind.NOTE, EventKind.RESOLVED]
+    kinds = list(incident.timeline.order_by("created_at", "pk").values_list("kind", flat=True))
+    assert kinds == [
+        EventKind.OPENED,
+        EventKind.PAGED,  # the web service has no policy
+        EventKind.ACKNOWLEDGED,
+        EventKind.NOTE,
+        EventKind.RESOLVED,
+    ]
 
 
 def test_an_impossible_action_is_a_409_problem(

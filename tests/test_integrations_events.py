@@ -232,7 +232,7 @@ def test_bodies_over_django_s_own_limit_get_413_too(client: Client, events: NewK
 
 
 def test_a_key_over_its_rate_limit_gets_429_with_retry_after(
-    client: Client, web: Service, redis: Redis
+    client: Client, web: Service, redis: Redis, one_window: None
 ) -> None:
     limited = integration(web, "events_v2", rate_limit_per_minute=3)
     statuses = [send(client, trigger(limited.raw, dedup_key="k")).status_code for _ in range(5)]
@@ -244,7 +244,9 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(
     assert incident.timeline.filter(kind=EventKind.ALERT).count() == 2
 
 
-def test_rate_limits_are_per_key(client: Client, web: Service, redis: Redis) -> None:
+def test_rate_limits_are_per_key(
+    client: Client, web: Service, redis: Redis, one_window: None
+) -> None:
     first = integration(web, "events_v2", rate_limit_per_minute=1)
     second = integration(web, "events_v2", rate_limit_per_minute=1)
     assert send(client, trigger(first.raw)).status_code == 202

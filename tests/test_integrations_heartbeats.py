@@ -114,7 +114,9 @@ def test_a_key_of_another_kind_cannot_ping(client: Client, web: Service) -> None
     assert ping(client, events.raw) == 403
 
 
-def test_pings_are_rate_limited(client: Client, web: Service, redis: Redis) -> None:
+def test_pings_are_rate_limited(
+    client: Client, web: Service, redis: Redis, one_window: None
+) -> None:
     chatty = integration(web, "heartbeat", rate_limit_per_minute=2)
     assert [ping(client, chatty.raw) for _ in range(3)] == [200, 200, 429]
 

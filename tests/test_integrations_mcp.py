@@ -105,7 +105,7 @@ def test_the_read_tools_show_what_the_api_shows(alice: User, incident: Incident)
     assert first["title"] == "Checkout returns 502"
     assert first["paging"]["level"] == 0
     assert first["links"]["ui"].endswith(f"/incidents/{incident.pk}")
-    assert [event["kind"] for event in one.structured_content["timeline"]] == ["opened"]
+    assert [event["kind"] for event in one.structured_content["timeline"]] == ["opened", "paged"]
     assert services.structured_content["services"][0]["slug"] == "web"
 
 

@@ -218,7 +218,7 @@ def test_a_token_is_not_a_way_around_csrf_for_a_session(
 
 
 def test_password_guessing_is_slowed_per_address_and_per_account(
-    client: Client, alice: User, settings: Any, redis: Redis
+    client: Client, alice: User, settings: Any, redis: Redis, one_window: None
 ) -> None:
     settings.LOGIN_RATE_LIMIT = 3
     alice.set_password("correct horse")
@@ -247,7 +247,7 @@ def test_password_guessing_is_slowed_per_address_and_per_account(
 
 
 def test_public_pages_share_a_budget_per_address(
-    client: Client, alice_client: Client, settings: Any, redis: Redis
+    client: Client, alice_client: Client, settings: Any, redis: Redis, one_window: None
 ) -> None:
     settings.PUBLIC_RATE_LIMIT = 3
     answers = [client.get(path) for path in ("/status", "/postmortems/", "/report")]
