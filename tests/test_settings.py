@@ -68,28 +68,3 @@ def test_an_unreadable_secret_file_is_named(tmp_path: Path) -> None:
     result = start_with(SECRET_KEY_FILE=str(tmp_path / "missing"))
     assert result.returncode != 0
     assert "SECRET_KEY_FILE" in result.stderr
-
-
-def test_repeated_queries_become_prepared_statements(db: None) -> None:
-    """PostgreSQL plans a repeated query once per connection, not per request."""
-    from django.db import connection
-
-    from incidents.models import Incident
-
-    for _ in range(6):
-        list(Incident.objects.filter(status="triggered", dedup_key="prepared-check")[:1])
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [row[0] for row in cursor.fetchall()]
-    assert any('"dedup_key" = $' in statement for statement in prepared), prepared
-
-
-def test_preparing_is_off_with_server_side_binding(monkeypatch: pytest.MonkeyPatch) -> None:
-    from triage.settings import _database_from_url
-
-    url = "postgresql://triage@db:5432/triage"
-    assert _database_from_url(url)["OPTIONS"]["prepare_threshold"] == 5  # type: ignore[index]
-    monkeypatch.setenv("DATABASE_SERVER_SIDE_BINDING", "false")
-    options = _database_from_url(url)["OPTIONS"]
-    assert options["server_side_binding"] is False  # type: ignore[index]
-    assert options["prepare_threshold"] is None  # type: ignore[index]

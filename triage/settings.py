@@ -121,16 +121,12 @@ def _database_from_url(url: str) -> dict[str, object]:
     # Fail fast instead of hanging when PostgreSQL is unreachable: a request
     # during an outage should get a 503 in seconds, not block a worker.
     options.setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1))
-    # Server-side parameter binding plus psycopg's automatic preparing: a
-    # query text run 5 times on a connection becomes a prepared statement, so
-    # PostgreSQL stops planning the same dashboard and ingest queries again and
-    # again (planning a wide join cost more than running it). Django leaves
-    # preparing off (prepare_threshold=None) for the sake of poolers: turn
-    # both off behind a transaction-pooling PgBouncer older than 1.21, which
-    # cannot keep prepared statements.
-    binding = env_bool("DATABASE_SERVER_SIDE_BINDING", True)
-    options.setdefault("server_side_binding", binding)
-    options.setdefault("prepare_threshold", 5 if binding else None)
+    # Server-side parameter binding lets psycopg prepare a query after it ran
+    # a few times on a connection, so PostgreSQL stops planning the same
+    # dashboard and ingest queries again and again (planning cost more than
+    # running several of them). Turn it off behind a transaction-pooling
+    # PgBouncer older than 1.21, which cannot keep prepared statements.
+    options.setdefault("server_side_binding", env_bool("DATABASE_SERVER_SIDE_BINDING", True))
     config["OPTIONS"] = options
     config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     config["CONN_HEALTH_CHECKS"] = True
