@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -208,13 +209,38 @@ class Sender:
         self.conn.close()
 
 
-def closed_loop(base: str, key: str, seconds: float) -> float:
-    """Events per second with CLIENTS threads sending back to back."""
+class NoopSender:
+    """GET /healthz (no I/O at all) on one keep-alive connection."""
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+    def send(self) -> None:
+        self.conn.request("GET", "/healthz")
+        response = self.conn.getresponse()
+        response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _in_threads(work: Callable[[int], None]) -> None:
+    """Run ``work(index)`` for every client index, each in a thread, and wait."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def closed_loop(make_sender: Callable[[int], Sender | NoopSender], seconds: float) -> float:
+    """Requests per second with CLIENTS threads sending back to back."""
     counts = [0] * CLIENTS
     deadline = time.monotonic() + seconds
 
     def work(index: int) -> None:
-        sender = Sender(base, key, index)
+        sender = make_sender(index)
         try:
             while time.monotonic() < deadline and counts[index] < MAX_REQUESTS // CLIENTS:
                 sender.send()
@@ -223,38 +249,7 @@ def closed_loop(base: str, key: str, seconds: float) -> float:
             sender.close()
 
     started = time.monotonic()
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.monotonic() - started)
-
-
-def noop_rate(base: str, seconds: float) -> float:
-    """Requests per second for GET /healthz (no I/O at all) through the same
-    gunicorn, middleware and client: the ceiling any endpoint could reach here."""
-    counts = [0] * CLIENTS
-    deadline = time.monotonic() + seconds
-    parts = urlsplit(base)
-
-    def work(index: int) -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        try:
-            while time.monotonic() < deadline:
-                conn.request("GET", "/healthz")
-                response = conn.getresponse()
-                response.read()
-                counts[index] += 1
-        finally:
-            conn.close()
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(work)
     return sum(counts) / (time.monotonic() - started)
 
 
@@ -279,11 +274,7 @@ def open_loop(base: str, key: str, rate: float, seconds: float) -> tuple[list[fl
         finally:
             sender.close()
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(work)
     flat = [sample for chunk in samples for sample in chunk]
     return flat, len(flat) / (time.monotonic() - start)
 
@@ -293,9 +284,14 @@ def run() -> list[Figure]:
     raw = raw_rate(service_id, CLIENTS, SECONDS)
     process, base = start_gunicorn(workers=WORKERS, threads=THREADS)
     try:
-        closed_loop(base, key, 2.0)  # warm up: connections, caches, code paths
-        noop = noop_rate(base, SECONDS / 2)
-        maximum = closed_loop(base, key, SECONDS)
+
+        def events(index: int) -> Sender:
+            return Sender(base, key, index)
+
+        closed_loop(events, 2.0)  # warm up: connections, caches, code paths
+        # The ceiling of the web tier: the same gunicorn, middleware and client.
+        noop = closed_loop(lambda _: NoopSender(base), SECONDS / 2)
+        maximum = closed_loop(events, SECONDS)
         latencies, achieved = open_loop(base, key, maximum / 2, SECONDS)
         rss = worker_rss_mb(process.pid)
     finally:
