@@ -194,6 +194,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's database sessions and model backend, each read with one query
+# instead of the ORM (triage/sessions.py): every page view reads both.
+SESSION_ENGINE = "triage.sessions"
+AUTHENTICATION_BACKENDS = ["triage.sessions.UserBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
