@@ -60,6 +60,15 @@ def wants_json(request: HttpRequest) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
+def declared_too_large(request: HttpRequest) -> bool:
+    """Whether the declared Content-Length is over MAX_JSON_BODY: checked
+    before the body is read, so a huge body is refused without being loaded."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if not (declared.isascii() and declared.isdigit()):
+        return False  # absent or not a number: the body's own length decides
+    return len(declared) > len(str(MAX_JSON_BODY)) or int(declared) > MAX_JSON_BODY
+
+
 def json_body(request: HttpRequest) -> dict[str, Any]:
     if len(request.body) > MAX_JSON_BODY:
         raise BadRequest(413, "Request body too large", "The limit is 512 KB.")

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents.http import MAX_JSON_BODY, BadRequest, json_body, problem
+from incidents.http import BadRequest, declared_too_large, json_body, problem
 from integrations import services
 from integrations.keys import authenticate_key
 from integrations.models import Grouping, Integration, Kind
@@ -26,8 +26,7 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
     The declared length is checked before the body is read, so a huge body is
     refused without being loaded (and before Django's own, larger, limit).
     """
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+    if declared_too_large(request):
         raise BadRequest(413, "Request body too large", "The limit is 512 KB.")
     return json_body(request)
 

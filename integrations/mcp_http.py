@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message
 
-from incidents.http import MAX_JSON_BODY, problem
+from incidents.http import MAX_JSON_BODY, declared_too_large, problem
 from incidents.models import TokenScope
 from incidents.tokens import authenticate_token
 from integrations.mcp_server import Principal, acting_as, build_server
@@ -111,8 +111,7 @@ def endpoint(request: HttpRequest) -> HttpResponse:
     token = authenticate_token(raw.strip()) if kind.lower() == "bearer" else None
     if token is None:
         return _unauthorized()
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+    if declared_too_large(request):
         return problem(413, "Request body too large", "The limit is 512 KB.")
     principal = Principal(user=token.user, can_write=token.allows(TokenScope.WRITE))
     status, headers, body = async_to_sync(_serve)(_scope(request), request.body, principal)

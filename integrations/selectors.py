@@ -26,6 +26,7 @@ from paging import oncall
 from paging.escalation import level_targets
 from paging.models import EscalationPolicy, Schedule
 from paging.selectors import PagingSummary, paging_summary
+from triage.numbers import ascii_int
 
 MAX_PAGE = 200
 
@@ -141,8 +142,9 @@ def incidents(query: IncidentQuery, *, limit: int = 50, cursor: str | None = Non
     if query.q:
         term = query.q.strip()
         match = Q(title__icontains=term) | Q(dedup_key=term)
-        if term.lstrip("#").isdigit() and len(term) < 18:
-            match |= Q(pk=int(term.lstrip("#")))
+        number = ascii_int(term.lstrip("#"))
+        if number is not None:
+            match |= Q(pk=number)
         rows = rows.filter(match)
     if cursor:
         opened_raw, pk = _decode(cursor, 2)
@@ -198,8 +200,9 @@ def schedule_by_slug(slug: str) -> Schedule | None:
 def policy_by_name_or_id(value: str) -> EscalationPolicy | None:
     """An escalation policy by its exact name, or by its id."""
     found = EscalationPolicy.objects.filter(name=value).first()
-    if found is None and value.isdigit() and len(value) < 18:
-        found = EscalationPolicy.objects.filter(pk=int(value)).first()
+    number = ascii_int(value)
+    if found is None and number is not None:
+        found = EscalationPolicy.objects.filter(pk=number).first()
     return found
 
 

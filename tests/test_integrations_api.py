@@ -363,6 +363,8 @@ def test_on_call_questions_that_cannot_be_answered_are_422(
     cases = [
         ({"schedule": "nope"}, "schedule"),
         ({"policy": "nope"}, "policy"),
+        ({"policy": "²"}, "policy"),
+        ({"policy": "9" * 30}, "policy"),
         ({"service": "web"}, "service"),  # no escalation policy
         ({"schedule": "ops", "policy": "x"}, "policy"),
         ({"at": "yesterday"}, "at"),
