@@ -152,7 +152,7 @@ class Incident(models.Model):
         ]
         indexes: ClassVar = [
             # The dashboard's page: open incidents ordered by (rank, age); see
-            # selectors.open_incidents, whose WHERE and ORDER BY match these.
+            # selectors._PAGE_SQL, whose WHERE and ORDER BY match these.
             models.Index(
                 SEVERITY_RANK,
                 F("opened_at"),

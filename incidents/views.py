@@ -34,6 +34,7 @@ from paging.selectors import paging_summary
 
 PAGE_SIZE = 25  # what PagerDuty shows per page; the most severe come first
 CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents
+SEVERITY_CHOICES = [(value, f"{label} · {value}") for value, label in Severity.choices]
 
 
 def _filters(request: HtmxHttpRequest) -> selectors.IncidentFilter:
@@ -59,22 +60,26 @@ def _new_incident_form(data: Any = None) -> IncidentForm:
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     filters = _filters(request)
     counts = selectors.open_counts_by_severity()
-    paginator = Paginator(selectors.open_incidents(filters), PAGE_SIZE)
+    # DashboardList has what Paginator uses (count() and slices), not all the stubs name.
+    paginator: Paginator[selectors.DashboardRow] = Paginator(
+        selectors.DashboardList(filters),  # type: ignore[arg-type]
+        PAGE_SIZE,
+    )
     if filters == selectors.IncidentFilter():
         # Unfiltered, the per-severity counts already add up to the total:
         # no second pass over every open incident just to count them.
         paginator.count = sum(counts.values())
     page = paginator.get_page(request.GET.get("page"))
-    summaries = paging_summary(page.object_list)
-    for incident in page.object_list:
-        summary = summaries[incident.pk]
-        incident.paged_names = ", ".join(summary.paged)  # type: ignore[attr-defined]
-        incident.next_escalation_at = summary.next_escalation_at
+    rows: list[selectors.DashboardRow] = page.object_list  # type: ignore[assignment]
+    summaries = paging_summary(rows, known_paged={row.pk: row.paged for row in rows})
+    for row in rows:
+        row.paged = summaries[row.pk].paged
+        row.next_escalation_at = summaries[row.pk].next_escalation_at
     context = {
         "filters": filters,
         "selected_service": filters.service.slug if filters.service else "",
-        "services": selectors.services(),
-        "severity_choices": Severity.choices,
+        "services": selectors.service_choices(),
+        "severity_choices": SEVERITY_CHOICES,
         "status_choices": [(s, Status(s).label) for s in OPEN_STATUSES],
         "page": page,
         "counts": [(Severity(value), n) for value, n in counts.items()],
@@ -84,7 +89,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "incident_url": reverse("incident-detail", args=[0]).removesuffix("0"),
     }
     if request.htmx and request.htmx.target == "incident-list":
-        return render(request, "incidents/dashboard.html#incident-list", context)
+        return render(request, "incidents/dashboard.html#refresh", {**context, "refresh": True})
     return render(request, "incidents/dashboard.html", context)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from incidents.models import EventKind, Incident, TimelineEvent
+from incidents.models import EventKind, TimelineEvent
 from paging import state
 
 logger = logging.getLogger(__name__)
@@ -23,11 +24,25 @@ class PagingSummary:
     live: bool = True  # False when read from PostgreSQL because Redis was unavailable
 
 
-def paging_summary(incidents: Iterable[Incident]) -> dict[int, PagingSummary]:
+class HasPaging(Protocol):
+    """An incident, or a row read for a list, with its durable paging fields."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def escalation_level(self) -> int: ...
+    @property
+    def next_escalation_at(self) -> datetime | None: ...
+
+
+def paging_summary(
+    incidents: Iterable[HasPaging], *, known_paged: Mapping[int, list[str]] | None = None
+) -> dict[int, PagingSummary]:
     """Paging state per incident id for a page of incidents.
 
     From Redis (one pipelined round trip); incidents Redis does not know, or
-    all of them when Redis is down, come from PostgreSQL (one query).
+    all of them when Redis is down, come from PostgreSQL: the names in
+    ``known_paged`` when the caller's query brought them, else one query.
     """
     incidents = list(incidents)
     try:
@@ -41,7 +56,11 @@ def paging_summary(incidents: Iterable[Incident]) -> dict[int, PagingSummary]:
     }
     missing = [incident for incident in incidents if incident.pk not in live]
     if missing:
-        paged = _paged_from_timeline([incident.pk for incident in missing])
+        paged = (
+            known_paged
+            if known_paged is not None
+            else _paged_from_timeline([incident.pk for incident in missing])
+        )
         for incident in missing:
             summaries[incident.pk] = PagingSummary(
                 level=incident.escalation_level,

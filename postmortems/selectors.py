@@ -3,13 +3,15 @@ its own joins, so a list costs a fixed number of queries."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from incidents.models import Incident, Status
+from incidents.models import Incident
 from postmortems.models import ActionItem, ActionStatus, PostMortem, PostMortemStatus
+from triage.sql import fetch_all
 
 SUGGESTION_WINDOW = timedelta(days=7)
 SUGGESTION_LIMIT = 5
@@ -55,15 +57,31 @@ def published_postmortems() -> QuerySet[PostMortem]:
     )
 
 
-def postmortem_suggestions(now: datetime | None = None) -> QuerySet[Incident]:
-    """Incidents resolved in the last week that have no post-mortem yet."""
-    now = now or timezone.now()
-    return (
-        Incident.objects.filter(
-            status=Status.RESOLVED,
-            resolved_at__gte=now - SUGGESTION_WINDOW,
-            postmortem__isnull=True,
-        )
-        .select_related("service")
-        .order_by("-resolved_at", "-pk")[:SUGGESTION_LIMIT]
-    )
+@dataclass(frozen=True)
+class Suggestion:
+    """A resolved incident that has no post-mortem yet."""
+
+    pk: int
+    title: str
+    service_name: str
+    resolved_at: datetime
+
+
+# On every dashboard load, so in SQL (see triage.sql). 'resolved' is a
+# literal: the partial index incident_resolved_at only matches one.
+_SUGGESTIONS_SQL = """
+SELECT i.id, i.title, s.name, i.resolved_at
+FROM incidents_incident i
+JOIN incidents_service s ON s.id = i.service_id
+WHERE i.status = 'resolved' AND i.resolved_at >= %(since)s
+  AND NOT EXISTS (SELECT 1 FROM postmortems_postmortem p WHERE p.incident_id = i.id)
+ORDER BY i.resolved_at DESC, i.id DESC
+LIMIT %(limit)s
+"""
+
+
+def postmortem_suggestions(now: datetime | None = None) -> list[Suggestion]:
+    """Incidents resolved in the last week that have no post-mortem yet, newest first."""
+    since = (now or timezone.now()) - SUGGESTION_WINDOW
+    rows = fetch_all(_SUGGESTIONS_SQL, {"since": since, "limit": SUGGESTION_LIMIT})
+    return [Suggestion(*row) for row in rows]

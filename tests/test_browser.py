@@ -116,6 +116,9 @@ def test_a_responder_opens_acknowledges_and_resolves_an_incident(
     # Incidents opened elsewhere show up through the periodic refresh.
     IncidentFactory(title="Replica lag", severity="warning")
     expect(page.locator("#incident-list")).to_contain_text("Replica lag", timeout=10_000)
+    # The counts and the tab's title follow the list.
+    expect(page.locator("#severity-counts .sev-warning .n")).to_have_text("1")
+    expect(page).to_have_title("(2) Open incidents · triage")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

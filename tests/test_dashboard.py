@@ -67,6 +67,12 @@ def test_filters_narrow_the_list_and_work_without_javascript(alice_client: Clien
     assert titles(alice_client.get("/?q=CHECKOUT")) == ["checkout 502"]
     assert titles(alice_client.get("/?q=search-latency")) == ["slow search"]
     assert titles(alice_client.get(f"/?q=%23{acked.pk}")) == ["checkout 502"]
+    # The form shows the filters in force.
+    html = alice_client.get("/?service=db&severity=critical&status=acknowledged").content.decode()
+    assert '<option value="db" selected>Database</option>' in html
+    assert '<option value="critical" selected>SEV1 · critical</option>' in html
+    assert '<option value="acknowledged" selected>Acknowledged</option>' in html
+    assert html.count(" selected>") == 3
 
 
 def test_an_unknown_filter_value_still_shows_the_incidents(alice_client: Client) -> None:
@@ -83,9 +89,13 @@ def test_the_htmx_refresh_returns_only_the_list(alice_client: Client) -> None:
     )
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.lstrip().startswith('<section id="incident-list"')
+    assert '<section id="incident-list"' in html
     assert "visible" in html
     assert "<html" not in html
+    # The counts and the title change with the list: swapped out of band.
+    assert '<section id="severity-counts" class="summary"' in html
+    assert 'hx-swap-oob="true"' in html
+    assert html.lstrip().startswith("<title>(1) Open incidents · triage</title>")
     # The list keeps polling with the same filters.
     assert 'hx-get="/?severity=error"' in html
 
@@ -141,6 +151,11 @@ def test_a_row_shows_the_incident_escaped(alice_client: Client, alice: User) -> 
         title='<script>alert("x")</script> & "quotes"', severity="error", service=service
     )
     services.acknowledge_incident(incident, actor=alice)
+    incident.timeline.create(
+        kind="paged", data={"paged": ["<i>ana</i>", "o'brien"]}, created_at=incident.opened_at
+    )
+    alice.username = "<u>alice</u>"
+    alice.save()
 
     html = alice_client.get("/").content.decode()
     row = html.split(f'data-incident="{incident.pk}"', 1)[1].split("</tr>", 1)[0]
@@ -149,5 +164,12 @@ def test_a_row_shows_the_incident_escaped(alice_client: Client, alice: User) -> 
     assert "&lt;b&gt;Payments&lt;/b&gt;" in row
     assert f'href="/incidents/{incident.pk}">#{incident.pk}</a>' in row
     assert 'class="badge sev-error" title="error">SEV2</span>' in row
-    assert '<span class="status acknowledged">Acknowledged</span> <small>by alice' in row
+    assert (
+        '<span class="status acknowledged">Acknowledged</span> <small>by &lt;u&gt;alice&lt;/u&gt;'
+        in row
+    )
+    assert "<td>&lt;i&gt;ana&lt;/i&gt;, o&#x27;brien</td>" in row
     assert f'datetime="{incident.opened_at.isoformat()}" data-age' in row
+    # The service filter offers it escaped too.
+    assert f'<option value="{service.slug}">&lt;b&gt;Payments&lt;/b&gt;</option>' in html
+    assert "<b>Payments</b>" not in html

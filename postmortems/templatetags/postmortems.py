@@ -19,7 +19,7 @@ def postmortem_suggestions(context: template.Context) -> dict[str, Any]:
     """Incidents resolved in the last 7 days without a post-mortem, each with a
     "Draft post-mortem" button. Usage: ``{% load postmortems %}{% postmortem_suggestions %}``."""
     return {
-        "suggestions": list(selectors.postmortem_suggestions()),
+        "suggestions": selectors.postmortem_suggestions(),
         "csrf_token": context.get("csrf_token"),
     }
 
