@@ -258,7 +258,8 @@ def test_postgres_restarted_in_a_stream_of_ingests(isolated: Isolated) -> None:
     statuses = {status for _, status, _ in answers}
     assert statuses <= {202, 503}, statuses  # never a 500, never a hang
     assert any(status == 503 for _, status, _ in during)
-    assert max(seconds for _, _, seconds in answers) < 5
+    slowest = max(answers, key=lambda answer: answer[2])
+    assert slowest[2] < 5, f"{slowest} (event {answers.index(slowest)}, outage {outage_started})"
     accepted = [dedup for dedup, status, _ in answers if status == 202]
     stored = {row[0] for row in isolated.sql("SELECT dedup_key FROM incidents_incident")}
     assert set(accepted) <= stored, "an event answered 202 was lost"
