@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 
+from paging.escalation import release_holds
 from paging.models import (
     ContactMethod,
     EscalationLevel,
@@ -80,8 +83,30 @@ class EscalationPolicyAdmin(admin.ModelAdmin[EscalationPolicy]):
 
 @admin.register(MaintenanceWindow)
 class MaintenanceWindowAdmin(admin.ModelAdmin[MaintenanceWindow]):
+    """A window cut short, moved or deleted lets go of the incidents it held
+    at once, instead of at its old end (``escalation.release_holds``)."""
+
     list_display = ("service", "start", "end", "reason")
     list_filter = ("service",)
+
+    def save_model(
+        self, request: HttpRequest, obj: MaintenanceWindow, form: ModelForm[Any], change: bool
+    ) -> None:
+        before = MaintenanceWindow.objects.filter(pk=obj.pk).values_list("service_id", flat=True)
+        services = {*before, obj.service_id} if change else set()
+        super().save_model(request, obj, form, change)
+        for service_id in services:
+            release_holds(service_id)
+
+    def delete_model(self, request: HttpRequest, obj: MaintenanceWindow) -> None:
+        super().delete_model(request, obj)
+        release_holds(obj.service_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MaintenanceWindow]) -> None:
+        services = set(queryset.values_list("service_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for service_id in services:
+            release_holds(service_id)
 
 
 @admin.register(Page)

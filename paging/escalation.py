@@ -21,10 +21,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
-from incidents.models import EventKind, Incident, Status
+from incidents.models import OPEN_STATUSES, EventKind, Incident, Status, TimelineEvent
 from incidents.timeline import Actor, actor_name, after_commit, record_event
 from paging import oncall, state
 from paging.models import (
@@ -59,19 +59,80 @@ def level_targets(level: EscalationLevel, *, at: datetime) -> list[User]:
     return people
 
 
-def _suppression(incident: Incident, now: datetime) -> str:
-    """Why nobody should be paged for this incident now, or "" to page."""
-    window = MaintenanceWindow.objects.filter(
-        service_id=incident.service_id, start__lte=now, end__gt=now
-    ).first()
-    if window is not None:
-        return f"maintenance window until {window.end:%Y-%m-%d %H:%M %Z}" + (
+def _active_window(incident: Incident, now: datetime) -> MaintenanceWindow | None:
+    """The maintenance window covering the incident's service now (the one
+    ending last, when several overlap), or None."""
+    return (
+        MaintenanceWindow.objects.filter(
+            service_id=incident.service_id, start__lte=now, end__gt=now
+        )
+        .order_by("-end")
+        .first()
+    )
+
+
+def _lands_unpaged(incident: Incident) -> bool:
+    """Opened with ``{"unpaged": true}`` (a public report with REPORTS_PAGE off)."""
+    return incident.timeline.filter(kind=EventKind.OPENED, data__unpaged=True).exists()
+
+
+def _hold(incident: Incident, window: MaintenanceWindow, now: datetime) -> None:
+    """Page nobody while the window lasts; decide again when it ends.
+
+    The incident's deadline becomes the window's end, so the escalation
+    checker comes back to it then (and the dashboard counts down to it): a
+    problem that began during maintenance and is still open afterwards pages
+    its responders instead of waiting silently. The timeline says so once per
+    hold, not on every pass. The caller holds the row lock.
+    """
+    until = window.end
+    incident.next_escalation_at = until
+    incident.save(update_fields=["next_escalation_at", "updated_at"])
+    last = incident.timeline.filter(kind=EventKind.PAGED).order_by("-created_at", "-pk").first()
+    if last is None or last.data.get("held_until") != until.isoformat():
+        reason = f"maintenance window until {until:%Y-%m-%d %H:%M %Z}" + (
             f" ({window.reason})" if window.reason else ""
         )
-    opened = incident.timeline.filter(kind=EventKind.OPENED).first()
-    if opened is not None and opened.data.get("unpaged"):
-        return "this incident was set to land unpaged"
-    return ""
+        started = incident.escalation_level > 0 or incident.status != Status.TRIGGERED
+        record_event(
+            incident,
+            EventKind.PAGED,
+            actor=None,
+            now=now,
+            message=f"Escalation held: {reason}" if started else f"Nobody paged: {reason}",
+            data={"suppressed": reason, "held_until": until.isoformat()},
+        )
+    _sync_after_commit(incident, _paged_names(incident), now)
+
+
+def release_holds(service_id: int, *, now: datetime | None = None) -> int:
+    """Incidents held by a maintenance window of this service fall due now.
+
+    Called when a window is shortened, moved or deleted: an incident held
+    until the old end would otherwise wait for it. ``escalate_due`` decides
+    again for each (holding it anew if another window still covers the
+    service, with no second timeline entry for the same end). Returns how
+    many were released. Row locks serialise this with the checker.
+    """
+    now = now or timezone.now()
+    released = []
+    with transaction.atomic():
+        candidates = Incident.objects.select_for_update().filter(
+            service_id=service_id, status__in=OPEN_STATUSES, next_escalation_at__gt=now
+        )
+        for incident in candidates:
+            last = (
+                incident.timeline.filter(kind=EventKind.PAGED)
+                .order_by("-created_at", "-pk")
+                .first()
+            )
+            held_until = last.data.get("held_until") if last is not None else None
+            if held_until and datetime.fromisoformat(held_until) == incident.next_escalation_at:
+                incident.next_escalation_at = now
+                incident.save(update_fields=["next_escalation_at", "updated_at"])
+                released.append(incident.pk)
+                after_commit(state.set_deadline, incident.pk, now)
+    return len(released)
 
 
 @dataclass(frozen=True)
@@ -220,6 +281,7 @@ _REASONS = {
     "timeout": "nobody acknowledged in time",
     "manual": "escalated by hand",
     "ack_timeout": "acknowledged but not resolved in time",
+    "window_ended": "its maintenance window ended",
 }
 
 
@@ -264,20 +326,34 @@ def start(incident_id: int, *, now: datetime | None = None) -> None:
                 incident.save(update_fields=["next_escalation_at", "updated_at"])
             _record_no_policy(incident, now)
             return
-        reason = _suppression(incident, now)
-        if reason:
-            record_event(
-                incident,
-                EventKind.PAGED,
-                actor=None,
-                now=now,
-                message=f"Nobody paged: {reason}",
-                data={"suppressed": reason},
-            )
-            _sync_after_commit(incident, None, now)
-            return
-        if not advance(incident, now=now, reason="opened"):
-            _record_no_policy(incident, now)
+        _begin(incident, now=now, reason="opened")
+
+
+def _begin(incident: Incident, *, now: datetime, reason: str) -> str:
+    """Page level 1 of a triggered incident nobody was paged for yet, unless a
+    maintenance window holds it or it was set to land unpaged. The caller
+    holds the row lock. Returns what happened."""
+    window = _active_window(incident, now)
+    if window is not None:
+        _hold(incident, window, now)
+        return "held"
+    if _lands_unpaged(incident):
+        incident.next_escalation_at = None
+        incident.save(update_fields=["next_escalation_at", "updated_at"])
+        record_event(
+            incident,
+            EventKind.PAGED,
+            actor=None,
+            now=now,
+            message="Nobody paged: this incident was set to land unpaged",
+            data={"suppressed": "this incident was set to land unpaged"},
+        )
+        _sync_after_commit(incident, None, now)
+        return "unpaged"
+    if not advance(incident, now=now, reason=reason):
+        _record_no_policy(incident, now)
+        return "no_policy"
+    return "started"
 
 
 def _record_no_policy(incident: Incident, now: datetime) -> None:
@@ -304,6 +380,9 @@ def escalate_due(incident_id: int, *, now: datetime | None = None) -> str:
     - triggered and due: page the next level ("escalated");
     - acknowledged and due (ack timeout): back to triggered, page level 1
       again ("retriggered");
+    - due while a maintenance window covers the service: nothing is paged and
+      the deadline becomes the window's end ("held"); a triggered incident
+      held since it opened pages level 1 then ("started");
     - anything else (acknowledged or resolved meanwhile, already escalated by
       another checker, deadline moved): nothing, and the Redis index is set
       back to the database's deadline ("not_due").
@@ -324,7 +403,16 @@ def escalate_due(incident_id: int, *, now: datetime | None = None) -> str:
             after_commit(state.set_deadline, incident.pk, due)
             return "not_due"
         lateness = (now - due).total_seconds()
-        if incident.status == Status.ACKNOWLEDGED:
+        window = _active_window(incident, now)
+        if window is not None:
+            # Maintenance: nobody is paged, re-triggered or escalated to
+            # until the window ends; then this incident is due again.
+            _hold(incident, window, now)
+            outcome = "held"
+        elif incident.status == Status.TRIGGERED and incident.escalation_level == 0:
+            # Held by a window when it opened, still open after it ended.
+            outcome = _begin(incident, now=now, reason="window_ended")
+        elif incident.status == Status.ACKNOWLEDGED:
             incident.status = Status.TRIGGERED
             incident.acknowledged_at = None
             incident.acknowledged_by = None
@@ -391,9 +479,18 @@ def reconcile(*, now: datetime | None = None) -> dict[str, int]:
     escalation that fell due while Redis was empty runs on the next pass.
     """
     now = now or timezone.now()
+    # Never started: triggered, nobody paged, no deadline (a window's hold
+    # sets one), and not set to land unpaged. Each of these is started once;
+    # the ones already recorded as held or unpaged are not recorded again.
+    lands_unpaged = TimelineEvent.objects.filter(
+        incident=OuterRef("pk"), kind=EventKind.OPENED, data__unpaged=True
+    )
     unstarted = list(
-        Incident.objects.filter(status=Status.TRIGGERED, escalation_level=0)
+        Incident.objects.filter(
+            status=Status.TRIGGERED, escalation_level=0, next_escalation_at__isnull=True
+        )
         .exclude(service__escalation_policy=None)
+        .exclude(Exists(lands_unpaged))
         .values_list("pk", flat=True)
     )
     for incident_id in unstarted:

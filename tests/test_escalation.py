@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from redis import Redis
 from time_machine import TimeMachineFixture
@@ -129,22 +130,142 @@ def test_the_policy_repeats_then_stays_at_the_last_level(
     assert paged_levels(incident) == [1, 2, 1, 2, 2]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_maintenance_records_the_incident_but_pages_nobody(
-    paged_service: Service, redis: Redis
-) -> None:
-    now = datetime.now(UTC)
-    MaintenanceWindow.objects.create(
-        service=paged_service,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=1),
-        reason="database upgrade",
+def window(service: Service, start: datetime, end: datetime) -> MaintenanceWindow:
+    return MaintenanceWindow.objects.create(
+        service=service, start=start, end=end, reason="database upgrade"
     )
+
+
+def paged_messages(incident: Incident) -> list[str]:
+    events = incident.timeline.filter(kind__in=[EventKind.PAGED, EventKind.ESCALATED])
+    return list(events.order_by("created_at", "pk").values_list("message", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_maintenance_records_the_incident_and_pages_when_the_window_ends(
+    paged_service: Service, redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    """Opened during maintenance: nobody is paged, once; still open when the
+    window ends, level 1 is paged then."""
+    time_machine.move_to(T0, tick=False)
+    end = T0 + timedelta(hours=1)
+    window(paged_service, T0 - timedelta(hours=1), end)
     incident = IncidentFactory(service=paged_service)
     incident.refresh_from_db()
     assert Page.objects.count() == 0
-    assert incident.next_escalation_at is None
-    assert "maintenance window" in incident.timeline.get(kind=EventKind.PAGED).message
+    assert incident.escalation_level == 0
+    assert incident.next_escalation_at == end  # the dashboard counts down to the window's end
+    assert redis.zscore(state.DEADLINES, incident.pk) == end.timestamp()
+    assert paged_messages(incident) == [
+        "Nobody paged: maintenance window until 2026-11-23 04:00 UTC (database upgrade)"
+    ]
+
+    # Reconciliation and passes during the window change nothing, and say nothing more.
+    time_machine.shift(timedelta(minutes=30))
+    assert escalation.reconcile()["started"] == 0
+    assert escalation.reconcile()["started"] == 0
+    assert escalation.check() == {"claimed": 0}
+    assert len(paged_messages(incident)) == 1
+
+    time_machine.shift(timedelta(minutes=30, seconds=1))
+    assert escalation.check() == {"claimed": 1, "started": 1}
+    incident.refresh_from_db()
+    assert incident.escalation_level == 1
+    assert paged_levels(incident) == [1]
+    assert paged_messages(incident)[1:] == [
+        "Escalated to level 1 (its maintenance window ended)",
+        "Paged ana (level 1)",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_holds_the_escalations_of_an_incident_opened_before_it(
+    paged_service: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    paged_service.ack_timeout_minutes = 10
+    paged_service.save()
+    time_machine.move_to(T0, tick=False)
+    incident = IncidentFactory(service=paged_service)  # level 1 paged; level 2 due at +5 min
+    end = T0 + timedelta(minutes=40)
+    window(paged_service, T0 + timedelta(minutes=1), end)
+
+    time_machine.shift(timedelta(minutes=5, seconds=1))
+    assert escalation.check() == {"claimed": 1, "held": 1}
+    incident.refresh_from_db()
+    assert incident.escalation_level == 1
+    assert incident.next_escalation_at == end
+    assert paged_levels(incident) == [1]
+    assert paged_messages(incident)[-1].startswith("Escalation held: maintenance window until")
+    assert state.read_live([incident.pk])[incident.pk].paged == ["ana"]  # still shown as paged
+
+    # An acknowledgement timeout falling inside the window is held the same way.
+    services.acknowledge_incident(incident, actor=people["ana"])
+    time_machine.shift(timedelta(minutes=10))
+    assert escalation.check() == {"claimed": 1, "held": 1}
+    incident.refresh_from_db()
+    assert incident.status == Status.ACKNOWLEDGED
+    assert len([m for m in paged_messages(incident) if m.startswith("Escalation held")]) == 1
+
+    time_machine.move_to(end + timedelta(seconds=1), tick=False)
+    assert escalation.check() == {"claimed": 1, "retriggered": 1}
+    assert paged_levels(incident) == [1, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_cut_short_in_the_admin_lets_its_incidents_page_at_once(
+    paged_service: Service, root: User, redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    time_machine.move_to(T0, tick=False)
+    # Paged before any window, its next deadline happening to fall at the window's end.
+    other = IncidentFactory(service=paged_service, title="not held")
+    Incident.objects.filter(pk=other.pk).update(next_escalation_at=T0 + timedelta(hours=4))
+    state.set_deadline(other.pk, T0 + timedelta(hours=4))
+    held = window(paged_service, T0 - timedelta(hours=1), T0 + timedelta(hours=4))
+    incident = IncidentFactory(service=paged_service)
+    admin = Client()
+    admin.force_login(root)
+
+    time_machine.shift(timedelta(minutes=10))
+    response = admin.post(
+        f"/admin/paging/maintenancewindow/{held.pk}/change/",
+        {
+            "service": paged_service.pk,
+            "start_0": "2026-11-23",
+            "start_1": "02:00:00",
+            "end_0": "2026-11-23",
+            "end_1": "03:05:00",
+            "reason": "done early",
+        },
+    )
+    assert response.status_code == 302
+    incident.refresh_from_db()
+    assert incident.next_escalation_at == T0 + timedelta(minutes=10)  # due now, not at 07:00
+    other.refresh_from_db()
+    assert other.next_escalation_at == T0 + timedelta(hours=4)  # an ordinary deadline stays
+    assert escalation.check() == {"claimed": 1, "started": 1}
+    assert paged_levels(incident) == [1]
+
+    # Deleting a window releases what it held too.
+    second = IncidentFactory(service=paged_service, title="later")
+    assert escalation.check() == {"claimed": 0}
+    gone = window(paged_service, T0, T0 + timedelta(hours=1))
+    Incident.objects.filter(pk=second.pk).update(escalation_level=0, next_escalation_at=None)
+    escalation.start(second.pk)
+    second.refresh_from_db()
+    assert second.next_escalation_at == T0 + timedelta(hours=1)
+    response = admin.post(f"/admin/paging/maintenancewindow/{gone.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert escalation.check() == {"claimed": 1, "started": 1}
+    assert paged_levels(second) == [1, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_incident_set_to_land_unpaged_says_so_once(paged_service: Service, redis: Redis) -> None:
+    incident = IncidentFactory(service=paged_service, data={"unpaged": True})
+    for _ in range(3):
+        assert escalation.reconcile()["started"] == 0
+    assert Page.objects.count() == 0
+    assert paged_messages(incident) == ["Nobody paged: this incident was set to land unpaged"]
 
 
 @pytest.mark.django_db(transaction=True)
