@@ -101,3 +101,19 @@ def test_a_new_service_can_be_added_in_the_admin(admin_client: Client) -> None:
     )
     assert response.status_code == 302
     assert Service.objects.get(slug="payments").name == "Payments"
+
+
+def test_a_responder_who_is_not_staff_is_told_the_admin_is_closed(
+    alice_client: Client, admin_client: Client
+) -> None:
+    """No redirect loop between /admin/ and its login page."""
+    response = alice_client.get("/admin/", follow=True)
+    assert response.redirect_chain == [("/admin/login/?next=/admin/", 302)]
+    assert response.status_code == 200
+    assert "You are logged in as alice, who may not use the admin." in response.content.decode()
+    assert 'href="/"' in response.content.decode()
+    # Staff go straight on; anonymous visitors get the plain form.
+    assert admin_client.get("/admin/login/?next=/admin/").status_code == 302
+    anonymous = Client().get("/admin/login/?next=/admin/")
+    assert anonymous.status_code == 200
+    assert "who may not use the admin" not in anonymous.content.decode()

@@ -40,3 +40,22 @@ class LoginView(auth_views.LoginView):
         response = self.render_to_response(self.get_context_data(form=form), status=429)
         response["Retry-After"] = str(wait)
         return response
+
+
+class AdminLoginView(LoginView):
+    """The admin's login page (the same form, rate limit included).
+
+    Staff already logged in go on to the admin. Anyone else logged in is told
+    why the admin is closed to them: redirecting them on would send them back
+    to /admin/, which sends them here again, endlessly.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.redirect_authenticated_user = bool(request.user.is_staff)
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        user = self.request.user
+        context["not_staff"] = user.get_username() if user.is_authenticated else ""
+        return context

@@ -11,7 +11,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     # The admin's own login form would bypass the login rate limit.
-    path("admin/login/", auth.LoginView.as_view()),
+    path("admin/login/", auth.AdminLoginView.as_view()),
     path("admin/", admin.site.urls),
     path("login", auth.LoginView.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
