@@ -28,6 +28,27 @@ def test_readyz_reports_each_dependency_when_all_are_up(client: Client) -> None:
     assert body["checks"]["redis"]["ok"] is True
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_database_probe_is_bounded_to_two_seconds(client: Client) -> None:
+    """Its query runs under a 2 s statement timeout, which ends with the probe."""
+    seen: list[str] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if sql == "SELECT 1":
+            seen.append(
+                context["cursor"].connection.execute("SHOW statement_timeout").fetchone()[0]
+            )
+        return result
+
+    with connection.execute_wrapper(spy):
+        assert client.get("/readyz").status_code == 200
+    assert seen == ["2s"]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0"  # not left on the pooled connection
+
+
 def test_health_endpoints_reject_writes(client: Client) -> None:
     assert client.post("/healthz").status_code == 405
     assert client.post("/readyz").status_code == 405

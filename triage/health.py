@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -28,8 +28,11 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def _check_postgres() -> None:
-    with connection.cursor() as cursor:
-        # Bounded so a wedged server cannot hold the probe past its timeout.
+    # Bounded so a wedged server cannot hold the probe past its timeout. SET
+    # LOCAL only lasts inside a transaction (outside one PostgreSQL ignores it
+    # with a warning), and a plain SET would outlive the probe on the pooled
+    # connection.
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL statement_timeout = 2000")
         cursor.execute("SELECT 1")
 
