@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
 from triage import ratelimit
 
@@ -50,7 +51,7 @@ class AdminLoginView(LoginView):
     to /admin/, which sends them here again, endlessly.
     """
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.redirect_authenticated_user = bool(request.user.is_staff)
         return super().dispatch(request, *args, **kwargs)
 
