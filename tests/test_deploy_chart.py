@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import helm_python
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.processes import app_env
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "triage"
@@ -392,6 +396,27 @@ def test_the_configmap_carries_the_non_secret_settings(default_docs: list[Manife
             {"configMapRef": {"name": "triage"}},
             {"secretRef": {"name": "triage"}},
         ], name
+
+
+def test_django_finds_nothing_to_warn_about_in_the_production_settings(
+    production_docs: list[Manifest],
+) -> None:
+    """``manage.py check --deploy`` against exactly what the production
+    ConfigMap sets (the Secret's three values stand in as the Secret would)."""
+    config = one(production_docs, "ConfigMap", "triage")["data"]
+    env = app_env(**config, SECRET_KEY="a-long-random-production-secret-" + "k" * 40)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests only
+    env.pop("PROMETHEUS_MULTIPROC_DIR")  # a folder inside the pod
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
 
 
 def test_changing_a_setting_rolls_the_pods() -> None:

@@ -121,6 +121,8 @@ LOG_FORMAT: {{ $c.logFormat | quote }}
 DEBUG: "false"
 SECURE_COOKIES: {{ $c.secureCookies | toString | quote }}
 SECURE_HSTS_SECONDS: {{ $c.secureHstsSeconds | int | toString | quote }}
+SECURE_HSTS_INCLUDE_SUBDOMAINS: {{ $c.secureHstsIncludeSubdomains | toString | quote }}
+SECURE_HSTS_PRELOAD: {{ $c.secureHstsPreload | toString | quote }}
 SECURE_SSL_REDIRECT: {{ $c.secureSslRedirect | toString | quote }}
 TRUST_X_FORWARDED_PROTO: {{ $c.trustXForwardedProto | toString | quote }}
 {{- $proxies := $c.trustedProxies }}
