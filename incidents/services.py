@@ -36,7 +36,7 @@ from incidents.models import (
 )
 from incidents.timeline import Actor, actor_name, actor_user, after_commit, record_event
 from paging import escalation, state
-from triage import metrics
+from triage.metrics import TIME_TO_ACKNOWLEDGE_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,9 @@ def open_incident(
                 message=f"Opened by {actor_name(actor)} via {Source(source).label}",
                 data=data or {},
             )
-            after_commit(metrics.INCIDENTS_OPENED.labels(source=source).inc)
+            # Counted in Redis: incidents are opened by the web, the worker
+            # (heartbeats) and commands alike, and only the web is scraped.
+            after_commit(state.count, "incidents_opened", (source,))
             escalation.on_opened(incident, now=now)
             return Opened(incident, created=True)
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
@@ -190,7 +192,7 @@ def acknowledge_incident(
         record_event(locked, EventKind.ACKNOWLEDGED, actor=actor, now=now)
         if first_ack:
             waited = (now - locked.opened_at).total_seconds()
-            after_commit(metrics.TIME_TO_ACKNOWLEDGE.observe, waited)
+            after_commit(state.observe, "time_to_acknowledge", waited, TIME_TO_ACKNOWLEDGE_BUCKETS)
     return locked
 
 

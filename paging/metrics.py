@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from incidents.selectors import open_counts_by_severity
 from paging import state
 from paging.escalation import LATENESS_BUCKETS
+from triage.metrics import TIME_TO_ACKNOWLEDGE_BUCKETS
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +79,34 @@ def _from_redis() -> Iterator[Metric]:
     for labels, value in state.read_metric("escalations").items():
         escalations.add_metric([labels], value)
     yield escalations
-    raw = state.read_metric("escalation_lateness")
-    buckets = [(str(float(b)), raw.get(f"le:{b}", 0.0)) for b in LATENESS_BUCKETS]
-    buckets.append(("+Inf", raw.get("le:+Inf", 0.0)))
-    lateness = HistogramMetricFamily(
+    yield _histogram(
+        "escalation_lateness",
         "triage_escalation_lateness_seconds",
         "Seconds from an escalation's deadline to the page being recorded.",
+        LATENESS_BUCKETS,
     )
-    lateness.add_metric([], buckets, sum_value=raw.get("sum", 0.0))
-    yield lateness
+    opened = CounterMetricFamily(
+        "triage_incidents_opened",
+        "Incidents opened, by source (api, ui, alertmanager, events_v2, heartbeat, report).",
+        labels=["source"],
+    )
+    for labels, value in state.read_metric("incidents_opened").items():
+        opened.add_metric([labels], value)
+    yield opened
+    yield _histogram(
+        "time_to_acknowledge",
+        "triage_time_to_acknowledge_seconds",
+        "Seconds from an incident opening to its first acknowledgement.",
+        TIME_TO_ACKNOWLEDGE_BUCKETS,
+    )
+
+
+def _histogram(
+    key: str, name: str, documentation: str, bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
+    raw = state.read_metric(key)
+    buckets = [(str(float(b)), raw.get(f"le:{b}", 0.0)) for b in bounds]
+    buckets.append(("+Inf", raw.get("le:+Inf", 0.0)))
+    histogram = HistogramMetricFamily(name, documentation)
+    histogram.add_metric([], buckets, sum_value=raw.get("sum", 0.0))
+    return histogram

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -7,6 +8,7 @@ from django.test import Client
 
 from paging import state
 from tests.factories import IncidentFactory
+from tests.processes import BIN, ROOT, app_env
 
 
 @pytest.mark.django_db
@@ -66,3 +68,35 @@ def test_a_scrape_during_a_redis_outage_still_answers(
     assert response.status_code == 200
     assert "triage_open_incidents" in response.content.decode()
     assert "triage_escalation_due_backlog" not in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_incidents_opened_and_acknowledged_by_any_process_are_counted(
+    client: Client, redis: Any
+) -> None:
+    """A worker or a command opens and acknowledges incidents too, and only the
+    web is scraped: the counts live in Redis, not in the process's memory."""
+    script = (
+        "from datetime import timedelta\n"
+        "from django.utils import timezone\n"
+        "from incidents.models import Service\n"
+        "from incidents.services import acknowledge_incident, open_incident\n"
+        "cron = Service.objects.create(name='Nightly jobs', slug='cron')\n"
+        "opened = open_incident(service=cron, title='backup missed', severity='error',\n"
+        "    source='heartbeat', now=timezone.now() - timedelta(seconds=90)).incident\n"
+        "acknowledge_incident(opened, actor=None)\n"
+    )
+    subprocess.run(
+        [str(BIN / "python"), "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=app_env(),
+        check=True,
+        capture_output=True,
+    )
+    IncidentFactory(source="api")
+    body = client.get("/metrics").content.decode()
+    assert 'triage_incidents_opened_total{source="heartbeat"} 1.0' in body
+    assert 'triage_incidents_opened_total{source="api"} 1.0' in body
+    assert 'triage_time_to_acknowledge_seconds_bucket{le="60.0"} 0.0' in body
+    assert 'triage_time_to_acknowledge_seconds_bucket{le="120.0"} 1.0' in body
+    assert "triage_time_to_acknowledge_seconds_count 1.0" in body

@@ -3,10 +3,11 @@
 Scrape-time (computed from PostgreSQL/Redis when scraped, see
 ``paging.metrics``): ``triage_open_incidents{severity}``,
 ``triage_escalation_due_backlog``, ``triage_celery_queue_length{queue}``,
-``triage_escalation_heartbeat_timestamp_seconds``, and the counters the
-worker keeps in Redis: ``triage_pages_total{channel,outcome}``,
-``triage_escalations_total{reason}``, ``triage_escalation_lateness_seconds``.
-Updated in the web process: the metrics at the end of this module.
+``triage_escalation_heartbeat_timestamp_seconds``, and the counters every
+process keeps in Redis: ``triage_pages_total{channel,outcome}``,
+``triage_escalations_total{reason}``, ``triage_escalation_lateness_seconds``,
+``triage_incidents_opened_total{source}``,
+``triage_time_to_acknowledge_seconds``.
 
 Request, database and cache metrics come from django-prometheus. Under
 gunicorn with several workers each process keeps its own counters, so when
@@ -28,8 +29,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
-    Counter,
-    Histogram,
     generate_latest,
     multiprocess,
 )
@@ -72,17 +71,11 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
 
 
-# --- triage's own metrics ---------------------------------------------------
-# Counters and histograms are updated by the process doing the work (web,
-# worker or beat); in multiprocess mode their values are merged at scrape.
+# --- triage's own counters --------------------------------------------------
+# Kept in Redis (``paging.state.count``/``observe``) by whichever process does
+# the work, and exported at scrape time by ``paging.metrics``: the web, the
+# worker and management commands all open and acknowledge incidents, and only
+# the web is scraped. Every web pod exports the same totals, so dashboards and
+# rules combine them across pods with ``max``, not ``sum``.
 
-TIME_TO_ACKNOWLEDGE = Histogram(
-    "triage_time_to_acknowledge_seconds",
-    "Seconds from an incident opening to its first acknowledgement.",
-    buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400),
-)
-INCIDENTS_OPENED = Counter(
-    "triage_incidents_opened_total",
-    "Incidents opened, by source (api, ui, alertmanager, events_v2, heartbeat, report).",
-    ["source"],
-)
+TIME_TO_ACKNOWLEDGE_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
