@@ -88,8 +88,7 @@ def _hold(incident: Incident, window: MaintenanceWindow, now: datetime) -> None:
     until = window.end
     incident.next_escalation_at = until
     incident.save(update_fields=["next_escalation_at", "updated_at"])
-    last = incident.timeline.filter(kind=EventKind.PAGED).order_by("-created_at", "-pk").first()
-    if last is None or last.data.get("held_until") != until.isoformat():
+    if _held_until(incident) != until:
         reason = f"maintenance window until {until:%Y-%m-%d %H:%M %Z}" + (
             f" ({window.reason})" if window.reason else ""
         )
@@ -115,24 +114,25 @@ def release_holds(service_id: int, *, now: datetime | None = None) -> int:
     many were released. Row locks serialise this with the checker.
     """
     now = now or timezone.now()
-    released = []
+    released = 0
     with transaction.atomic():
         candidates = Incident.objects.select_for_update().filter(
             service_id=service_id, status__in=OPEN_STATUSES, next_escalation_at__gt=now
         )
         for incident in candidates:
-            last = (
-                incident.timeline.filter(kind=EventKind.PAGED)
-                .order_by("-created_at", "-pk")
-                .first()
-            )
-            held_until = last.data.get("held_until") if last is not None else None
-            if held_until and datetime.fromisoformat(held_until) == incident.next_escalation_at:
+            if _held_until(incident) == incident.next_escalation_at:
                 incident.next_escalation_at = now
                 incident.save(update_fields=["next_escalation_at", "updated_at"])
-                released.append(incident.pk)
+                released += 1
                 after_commit(state.set_deadline, incident.pk, now)
-    return len(released)
+    return released
+
+
+def _held_until(incident: Incident) -> datetime | None:
+    """The end of the hold the incident's latest paging entry announced, if any."""
+    last = incident.timeline.filter(kind=EventKind.PAGED).order_by("-created_at", "-pk").first()
+    held_until = last.data.get("held_until") if last is not None else None
+    return datetime.fromisoformat(held_until) if held_until else None
 
 
 @dataclass(frozen=True)
