@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from incidents import services
 from incidents.errors import DomainError
-from incidents.models import ApiToken, Incident, Service, TimelineEvent
+from incidents.models import ApiToken, Incident, JoinedRequest, Service, TimelineEvent
 from incidents.tokens import create_api_token, revoke_api_token
 
 
@@ -108,6 +108,21 @@ class TimelineEventAdmin(admin.ModelAdmin[TimelineEvent]):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the timeline is a record; it is not edited
+
+
+@admin.register(JoinedRequest)
+class JoinedRequestAdmin(admin.ModelAdmin[JoinedRequest]):
+    """Idempotency keys of requests that joined an open incident: a record."""
+
+    list_display = ("created_at", "key", "incident")
+    search_fields = ("key",)
+    list_select_related = ("incident",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(ApiToken)

@@ -224,6 +224,26 @@ class TimelineEvent(models.Model):
         return f"{self.get_kind_display()} on #{self.incident_id}"
 
 
+class JoinedRequest(models.Model):
+    """An ``Idempotency-Key`` whose request joined an open incident by its
+    dedup key (an alert repeat) instead of opening one.
+
+    A key that opened an incident lives on the incident itself; this keeps the
+    other outcome, so a retry of the request gets the same incident back
+    without a second alert repeat, and the key with a different body is a
+    conflict, whichever way the first request went. The unique key settles
+    concurrent retries: one insert wins, the others replay it.
+    """
+
+    key = models.CharField(max_length=255, unique=True)
+    request_fingerprint = models.CharField(max_length=64)
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key} joined #{self.incident_id}"
+
+
 class TokenScope(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Read and write"

@@ -29,6 +29,7 @@ from incidents.models import (
     TRANSITIONS,
     EventKind,
     Incident,
+    JoinedRequest,
     Service,
     Source,
     Status,
@@ -67,6 +68,25 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return isinstance(exc.__cause__, pg_errors.UniqueViolation)
 
 
+def _replay(key: str, fingerprint: str) -> Opened | None:
+    """What the first request with this Idempotency-Key got, if there was one."""
+    opened = Incident.objects.filter(idempotency_key=key).first()
+    if opened is not None:
+        first, incident, joined = opened.request_fingerprint, opened, False
+    else:
+        found = JoinedRequest.objects.select_related("incident").filter(key=key).first()
+        if found is None:
+            return None
+        first, incident, joined = found.request_fingerprint, found.incident, True
+    if first != fingerprint:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was already used for incident #{incident.pk} with a "
+            "different request. Use a new key for a new incident, or repeat the original "
+            "request exactly."
+        )
+    return Opened(incident, created=False, deduplicated=joined)
+
+
 def open_incident(
     *,
     service: Service,
@@ -86,7 +106,10 @@ def open_incident(
       first request (``created=False``). Same key, different content:
       ``IdempotencyConflict``.
     - ``dedup_key`` of an open incident on the service: that incident, with an
-      alert-repeat timeline event (``deduplicated=True``).
+      alert-repeat timeline event (``deduplicated=True``). With an
+      ``idempotency_key`` too, the key is kept (``JoinedRequest``): a retry
+      gets the same incident and adds no second alert repeat, even once the
+      incident is resolved, and the key with another body is a conflict.
 
     Concurrency: two requests racing with the same idempotency or dedup key
     both try to insert; the unique indexes let exactly one succeed. The loser's
@@ -100,15 +123,9 @@ def open_incident(
     for attempt in range(2):
         with transaction.atomic():
             if idempotency_key:
-                replay = Incident.objects.filter(idempotency_key=idempotency_key).first()
+                replay = _replay(idempotency_key, fingerprint)
                 if replay is not None:
-                    if replay.request_fingerprint != fingerprint:
-                        raise IdempotencyConflict(
-                            f"Idempotency-Key {idempotency_key!r} was already used for "
-                            f"incident #{replay.pk} with a different request. Use a new key "
-                            "for a new incident, or repeat the original request exactly."
-                        )
-                    return Opened(replay, created=False)
+                    return replay
             if dedup_key:
                 joined = (
                     Incident.objects.select_for_update()
@@ -116,6 +133,23 @@ def open_incident(
                     .first()
                 )
                 if joined is not None:
+                    if idempotency_key and joined.idempotency_key == idempotency_key:
+                        # Opened under this key by a concurrent retry, which
+                        # committed between the look-up above and this lock.
+                        continue  # the second attempt replays it (or refuses it)
+                    if idempotency_key:
+                        try:
+                            with transaction.atomic():
+                                JoinedRequest.objects.create(
+                                    key=idempotency_key,
+                                    request_fingerprint=fingerprint,
+                                    incident=joined,
+                                    created_at=now,
+                                )
+                        except IntegrityError as exc:
+                            if attempt == 0 and _is_unique_violation(exc):
+                                continue  # a retry of this request won; replay it
+                            raise
                     record_event(
                         joined,
                         EventKind.ALERT,

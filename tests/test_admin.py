@@ -26,6 +26,7 @@ def admin_client(root: User) -> Client:
         "/admin/incidents/incident/",
         "/admin/incidents/timelineevent/",
         "/admin/incidents/apitoken/",
+        "/admin/incidents/joinedrequest/?q=retry",
         "/admin/incidents/service/add/",
         "/admin/incidents/apitoken/add/",
         "/admin/incidents/incident/?status__exact=triggered&q=disk",

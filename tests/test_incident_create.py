@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from incidents import services
 from incidents.models import EventKind, Incident, Service, TimelineEvent
 from incidents.tokens import NewToken
 
@@ -88,6 +89,35 @@ def test_a_known_dedup_key_joins_the_open_incident(
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["deduplicated"] is True
+    assert TimelineEvent.objects.filter(kind=EventKind.ALERT).count() == 1
+
+
+def test_a_retried_request_that_joined_an_incident_is_not_counted_twice(
+    client: Client, web: Service, write_token: NewToken, alice: Any
+) -> None:
+    """The key of a request that joined an open incident is kept: a retry gets
+    the same answer, the key with another body is refused, and a retry after
+    the incident was resolved does not open a new one."""
+    body = {**GOOD, "dedup_key": "checkout"}
+    opened = post_json(client, body, write_token).json()
+    joined = post_json(client, body, write_token, **{"Idempotency-Key": "retry-7"})
+    retried = post_json(client, body, write_token, **{"Idempotency-Key": "retry-7"})
+    assert (joined.status_code, retried.status_code) == (200, 200)
+    assert joined.json()["id"] == retried.json()["id"] == opened["id"]
+    assert retried.json()["deduplicated"] is True
+    assert TimelineEvent.objects.filter(kind=EventKind.ALERT).count() == 1
+
+    other = post_json(
+        client, {**body, "title": "Something else"}, write_token, **{"Idempotency-Key": "retry-7"}
+    )
+    assert other.status_code == 422
+    assert f"incident #{opened['id']}" in other.json()["detail"]
+
+    services.resolve_incident(Incident.objects.get(), actor=alice)
+    late = post_json(client, body, write_token, **{"Idempotency-Key": "retry-7"})
+    assert late.status_code == 200
+    assert late.json()["id"] == opened["id"]
+    assert Incident.objects.count() == 1
     assert TimelineEvent.objects.filter(kind=EventKind.ALERT).count() == 1
 
 
@@ -241,6 +271,35 @@ def test_twenty_parallel_identical_requests_open_exactly_one_incident(
     assert len(ids) == 1
     assert Incident.objects.count() == 1
     assert TimelineEvent.objects.filter(kind=EventKind.OPENED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_parallel_retries_joining_an_open_incident_add_one_alert_repeat(
+    web: Service, write_token: NewToken
+) -> None:
+    body = {**GOOD, "dedup_key": "checkout"}
+    opened = post_json(Client(), body, write_token).json()
+    barrier = threading.Barrier(20)
+    answers: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        try:
+            barrier.wait()
+            response = post_json(Client(), body, write_token, **{"Idempotency-Key": "storm-2"})
+            with lock:
+                answers.append((response.status_code, response.json()["id"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert answers == [(200, opened["id"])] * 20
+    assert TimelineEvent.objects.filter(kind=EventKind.ALERT).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
