@@ -65,40 +65,41 @@ def _from_redis() -> Iterator[Metric]:
     )
     queue.add_metric(["celery"], state.celery_queue_length("celery"))
     yield queue
-    pages = CounterMetricFamily(
+    yield _counter(
+        "pages",
         "triage_pages",
         "Notification attempts by channel and outcome.",
-        labels=["channel", "outcome"],
+        ["channel", "outcome"],
     )
-    for labels, value in state.read_metric("pages").items():
-        pages.add_metric(labels.split("|"), value)
-    yield pages
-    escalations = CounterMetricFamily(
-        "triage_escalations", "Escalation steps taken, by reason.", labels=["reason"]
+    yield _counter(
+        "escalations", "triage_escalations", "Escalation steps taken, by reason.", ["reason"]
     )
-    for labels, value in state.read_metric("escalations").items():
-        escalations.add_metric([labels], value)
-    yield escalations
     yield _histogram(
         "escalation_lateness",
         "triage_escalation_lateness_seconds",
         "Seconds from an escalation's deadline to the page being recorded.",
         LATENESS_BUCKETS,
     )
-    opened = CounterMetricFamily(
+    yield _counter(
+        "incidents_opened",
         "triage_incidents_opened",
         "Incidents opened, by source (api, ui, alertmanager, events_v2, heartbeat, report).",
-        labels=["source"],
+        ["source"],
     )
-    for labels, value in state.read_metric("incidents_opened").items():
-        opened.add_metric([labels], value)
-    yield opened
     yield _histogram(
         "time_to_acknowledge",
         "triage_time_to_acknowledge_seconds",
         "Seconds from an incident opening to its first acknowledgement.",
         TIME_TO_ACKNOWLEDGE_BUCKETS,
     )
+
+
+def _counter(key: str, name: str, documentation: str, labels: list[str]) -> CounterMetricFamily:
+    """A counter kept in Redis by ``state.count``; its fields are the label values joined by |."""
+    counter = CounterMetricFamily(name, documentation, labels=labels)
+    for joined, value in state.read_metric(key).items():
+        counter.add_metric(joined.split("|"), value)
+    return counter
 
 
 def _histogram(

@@ -110,3 +110,17 @@ def celery_worker(
         yield process
     finally:
         stop(process)
+
+
+def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``manage.py check --deploy`` failing on warnings, under these settings."""
+    env = {**env}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests only
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.processes import app_env
+from tests.processes import app_env, check_deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "triage"
@@ -405,16 +403,8 @@ def test_django_finds_nothing_to_warn_about_in_the_production_settings(
     ConfigMap sets (the Secret's three values stand in as the Secret would)."""
     config = one(production_docs, "ConfigMap", "triage")["data"]
     env = app_env(**config, SECRET_KEY="a-long-random-production-secret-" + "k" * 40)
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests only
     env.pop("PROMETHEUS_MULTIPROC_DIR")  # a folder inside the pod
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = check_deploy(env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -31,6 +31,30 @@ def post_json(client: Client, body: Any, token: NewToken | None = None, **header
 GOOD = {"title": "Checkout returns 502", "service": "web", "severity": "critical"}
 
 
+def post_at_once(n: int, body: Any, token: NewToken, **headers: str) -> list[Any]:
+    """The same POST from n threads released together, each on its own
+    connection; the responses in the order they came back."""
+    barrier = threading.Barrier(n)
+    responses: list[Any] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        try:
+            barrier.wait()
+            response = post_json(Client(), body, token, **headers)
+            with lock:
+                responses.append(response)
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=send) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return responses
+
+
 def test_an_api_client_opens_an_incident_and_gets_201_with_it(
     client: Client, web: Service, write_token: NewToken
 ) -> None:
@@ -246,26 +270,9 @@ def test_anonymous_browsers_are_sent_to_the_login_page(client: Client, web: Serv
 def test_twenty_parallel_identical_requests_open_exactly_one_incident(
     web: Service, write_token: NewToken
 ) -> None:
-    barrier = threading.Barrier(20)
-    statuses: list[int] = []
-    ids: set[int] = set()
-    lock = threading.Lock()
-
-    def send() -> None:
-        try:
-            barrier.wait()
-            response = post_json(Client(), GOOD, write_token, **{"Idempotency-Key": "storm-1"})
-            with lock:
-                statuses.append(response.status_code)
-                ids.add(response.json()["id"])
-        finally:
-            connection.close()  # each thread has its own connection
-
-    threads = [threading.Thread(target=send) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    responses = post_at_once(20, GOOD, write_token, **{"Idempotency-Key": "storm-1"})
+    statuses = [response.status_code for response in responses]
+    ids = {response.json()["id"] for response in responses}
 
     assert sorted(statuses) == [200] * 19 + [201]
     assert len(ids) == 1
@@ -279,24 +286,8 @@ def test_twenty_parallel_retries_joining_an_open_incident_add_one_alert_repeat(
 ) -> None:
     body = {**GOOD, "dedup_key": "checkout"}
     opened = post_json(Client(), body, write_token).json()
-    barrier = threading.Barrier(20)
-    answers: list[tuple[int, int]] = []
-    lock = threading.Lock()
-
-    def send() -> None:
-        try:
-            barrier.wait()
-            response = post_json(Client(), body, write_token, **{"Idempotency-Key": "storm-2"})
-            with lock:
-                answers.append((response.status_code, response.json()["id"]))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    responses = post_at_once(20, body, write_token, **{"Idempotency-Key": "storm-2"})
+    answers = [(response.status_code, response.json()["id"]) for response in responses]
 
     assert answers == [(200, opened["id"])] * 20
     assert TimelineEvent.objects.filter(kind=EventKind.ALERT).count() == 1
@@ -306,20 +297,7 @@ def test_twenty_parallel_retries_joining_an_open_incident_add_one_alert_repeat(
 def test_twenty_parallel_alerts_with_one_dedup_key_open_one_incident(
     web: Service, write_token: NewToken
 ) -> None:
-    barrier = threading.Barrier(20)
-
-    def send() -> None:
-        try:
-            barrier.wait()
-            post_json(Client(), {**GOOD, "dedup_key": "disk-full"}, write_token)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    post_at_once(20, {**GOOD, "dedup_key": "disk-full"}, write_token)
 
     assert Incident.objects.count() == 1
     incident = Incident.objects.get()

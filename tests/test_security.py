@@ -9,8 +9,6 @@ route that nobody has made an access decision for fails
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from redis import Redis
 from incidents.models import Service
 from incidents.tokens import NewToken
 from tests.factories import IncidentFactory
-from tests.processes import ROOT, app_env
+from tests.processes import app_env, check_deploy
 
 pytestmark = pytest.mark.django_db
 
@@ -288,15 +286,7 @@ def test_check_deploy_is_clean_under_production_settings() -> None:
         SECURE_HSTS_PRELOAD="true",
         BASE_URL="https://triage.example.org",
     )
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests only
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = check_deploy(env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
