@@ -193,6 +193,10 @@ def open_incident(
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
 
+def _via(actor: Actor, via: str) -> str:
+    return f"by {actor_name(actor)} from {via}" if via else ""
+
+
 def _lock(incident: Incident) -> Incident:
     return (
         Incident.objects.select_for_update(of=("self",))
@@ -210,9 +214,13 @@ def _check(incident: Incident, target: str, verb: str) -> None:
 
 
 def acknowledge_incident(
-    incident: Incident, *, actor: Actor, now: datetime | None = None
+    incident: Incident, *, actor: Actor, now: datetime | None = None, via: str = ""
 ) -> Incident:
-    """Triggered → acknowledged. Stops escalation (on commit)."""
+    """Triggered → acknowledged. Stops escalation (on commit).
+
+    ``via`` names where the person acted from when it was not triage's own
+    pages ("a notification", "Slack"); the timeline says so.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         locked = _lock(incident)
@@ -223,7 +231,7 @@ def acknowledge_incident(
         locked.acknowledged_by = actor_user(actor)
         escalation.on_acknowledged(locked, now=now)
         locked.save()
-        record_event(locked, EventKind.ACKNOWLEDGED, actor=actor, now=now)
+        record_event(locked, EventKind.ACKNOWLEDGED, actor=actor, now=now, message=_via(actor, via))
         if first_ack:
             waited = (now - locked.opened_at).total_seconds()
             after_commit(state.observe, "time_to_acknowledge", waited, TIME_TO_ACKNOWLEDGE_BUCKETS)
@@ -231,7 +239,12 @@ def acknowledge_incident(
 
 
 def resolve_incident(
-    incident: Incident, *, actor: Actor, now: datetime | None = None, message: str = ""
+    incident: Incident,
+    *,
+    actor: Actor,
+    now: datetime | None = None,
+    message: str = "",
+    via: str = "",
 ) -> Incident:
     """Triggered or acknowledged → resolved. Ends escalation (on commit)."""
     now = now or timezone.now()
@@ -243,7 +256,9 @@ def resolve_incident(
         locked.resolved_by = actor_user(actor)
         locked.next_escalation_at = None
         locked.save()
-        record_event(locked, EventKind.RESOLVED, actor=actor, now=now, message=message)
+        record_event(
+            locked, EventKind.RESOLVED, actor=actor, now=now, message=message or _via(actor, via)
+        )
         after_commit(state.forget, locked.pk)
     return locked
 
@@ -281,7 +296,9 @@ def reopen_incident(incident: Incident, *, actor: Actor, now: datetime | None = 
     return locked
 
 
-def escalate_incident(incident: Incident, *, actor: Actor, now: datetime | None = None) -> Incident:
+def escalate_incident(
+    incident: Incident, *, actor: Actor, now: datetime | None = None, via: str = ""
+) -> Incident:
     """Page the next escalation level now.
 
     An acknowledged incident goes back to triggered: whoever is paged next
@@ -304,7 +321,7 @@ def escalate_incident(incident: Incident, *, actor: Actor, now: datetime | None 
             locked.status = Status.TRIGGERED
             locked.acknowledged_at = locked.acknowledged_by = None
             locked.save()
-        escalation.advance(locked, now=now, reason="manual", actor=actor)
+        escalation.advance(locked, now=now, reason="manual", actor=actor, via=via)
     return locked
 
 

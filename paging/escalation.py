@@ -216,7 +216,13 @@ def _sync_after_commit(incident: Incident, paged: list[str] | None, now: datetim
 
 
 def advance(
-    incident: Incident, *, now: datetime, reason: str, actor: Actor = None, lateness: float = 0.0
+    incident: Incident,
+    *,
+    now: datetime,
+    reason: str,
+    actor: Actor = None,
+    lateness: float = 0.0,
+    via: str = "",
 ) -> bool:
     """Page the next level of the service's policy. The caller holds the row lock.
 
@@ -262,7 +268,8 @@ def advance(
             actor=actor,
             now=now,
             message=f"Escalated to level {incident.escalation_level} ({_REASONS[reason]})"
-            + (f" by {actor_name(actor)}" if reason == "manual" else ""),
+            + (f" by {actor_name(actor)}" if reason == "manual" else "")
+            + (f" from {via}" if via else ""),
             data={
                 "level": incident.escalation_level,
                 "cycle": incident.escalation_cycle,

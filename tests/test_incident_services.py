@@ -181,3 +181,17 @@ def test_the_database_refuses_invalid_status_and_severity(change: dict[str, str]
     incident = IncidentFactory()
     with pytest.raises(IntegrityError), transaction.atomic():
         Incident.objects.filter(pk=incident.pk).update(**change)
+
+
+def test_acting_from_outside_triage_says_where_on_the_timeline(alice: User, web: Service) -> None:
+    web.escalation_policy = policy_with_levels((5, [alice]), (5, [alice]))
+    web.save()
+    incident = services.acknowledge_incident(
+        IncidentFactory(service=web), actor=alice, via="a notification"
+    )
+    incident = services.escalate_incident(incident, actor=alice, via="Slack")
+    incident = services.resolve_incident(incident, actor=alice, via="Mattermost")
+    messages = dict(incident.timeline.values_list("kind", "message"))
+    assert messages[EventKind.ACKNOWLEDGED] == "by alice from a notification"
+    assert messages[EventKind.ESCALATED].endswith("by alice from Slack")
+    assert messages[EventKind.RESOLVED] == "by alice from Mattermost"
