@@ -358,6 +358,11 @@ POSTMORTEM_NOTIFY_URL = env_str("POSTMORTEM_NOTIFY_URL", "") or ""
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
 LOGIN_RATE_LIMIT = env_int("LOGIN_RATE_LIMIT", 10, minimum=1)
 LOGIN_RATE_WINDOW = env_int("LOGIN_RATE_WINDOW", 300, minimum=1)
+# A browser that logged in as someone before carries a signed device cookie
+# for them (triage.auth): its attempts for that person skip the limits above
+# and have a budget of their own, so nobody can lock a person out of it.
+LOGIN_DEVICE_LIMIT = env_int("LOGIN_DEVICE_LIMIT", 5, minimum=1)
+DEVICE_COOKIE_AGE = env_int("DEVICE_COOKIE_AGE", 180 * 24 * 3600, minimum=1)
 PUBLIC_RATE_LIMIT = env_int("PUBLIC_RATE_LIMIT", 120, minimum=1)
 PUBLIC_RATE_WINDOW = env_int("PUBLIC_RATE_WINDOW", 60, minimum=1)
 
