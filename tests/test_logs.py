@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern
 from django.utils.module_loading import import_string
-from gunicorn.config import Config
+from gunicorn.config import Config  # type: ignore[import-untyped]
 from redis import Redis
 
 from incidents.models import Service
