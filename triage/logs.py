@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -53,7 +52,8 @@ _KEPT = 8
 # at white space, or at a quote, query or fragment character.
 _SEGMENT = r"[^/\s\"'?#]+"
 _ROUTE_PARAMETER = re.compile(r"<(?:[^>:]+:)?(?P<name>[^>]+)>")
-_routes_lock = threading.Lock()
+# Per URL conf. Two threads may both derive it once: the result is the same,
+# and no lock means a line logged while the URL conf loads cannot deadlock.
 _routes: dict[str, tuple[re.Pattern[str], ...]] = {}
 
 
@@ -79,7 +79,7 @@ def _secret_regex(route: str) -> re.Pattern[str] | None:
 def _walk(patterns: Iterable[URLPattern | URLResolver], prefix: str) -> Iterable[str]:
     for pattern in patterns:
         if not isinstance(pattern.pattern, RoutePattern):
-            continue  # regex routes carry no secrets (test_security checks)
+            continue  # regex routes carry no secrets (test_logs checks)
         route = prefix + str(pattern.pattern)
         if isinstance(pattern, URLResolver):
             yield from _walk(pattern.url_patterns, route)
@@ -95,15 +95,14 @@ def secret_routes() -> tuple[re.Pattern[str], ...]:
     urlconf = str(resolver.urlconf_name)
     found = _routes.get(urlconf)
     if found is None:
-        with _routes_lock:
-            try:
-                routes = list(_walk(resolver.url_patterns, ""))
-            except ImproperlyConfigured:
-                return ()  # logged while the URL conf itself is being imported
-            found = tuple(
-                regex for regex in map(_secret_regex, dict.fromkeys(routes)) if regex is not None
-            )
-            _routes[urlconf] = found
+        try:
+            routes = list(_walk(resolver.url_patterns, ""))
+        except ImproperlyConfigured:
+            return ()  # logged while the URL conf itself is being imported
+        found = tuple(
+            regex for regex in map(_secret_regex, dict.fromkeys(routes)) if regex is not None
+        )
+        _routes[urlconf] = found
     return found
 
 
