@@ -36,10 +36,12 @@ pytestmark = pytest.mark.django_db
 #   key     monitoring senders with an integration key in the URL or body
 #   staff   logged-in staff only
 #   admin   Django admin: staff only, its own login redirect
+#   scrape  Prometheus: open while METRICS_TOKEN is unset (the default); once it
+#           is set, only requests bearing it, whoever is logged in
 ACCESS: dict[str, tuple[str, str]] = {
     "healthz": ("GET", "public"),
     "readyz": ("GET", "public"),
-    "metrics": ("GET", "public"),
+    "metrics": ("GET", "scrape"),
     "admin/login/": ("GET", "public"),
     "admin/": ("GET", "admin"),
     "login": ("GET", "public"),
@@ -157,8 +159,35 @@ def test_anonymous_visitors_reach_only_public_routes(
         assert sent_to_login(response), (route, response.status_code)
     elif kind in ("token", "either"):
         assert response.status_code == 401 or sent_to_login(response), (route, response)
+    elif kind == "scrape":  # no METRICS_TOKEN in the test settings
+        assert response.status_code == 200, route
     else:  # key: no valid key, nothing done
         assert response.status_code in (400, 401), (route, response.status_code)
+
+
+@pytest.mark.parametrize("route", sorted(r for r, (_, k) in ACCESS.items() if k == "scrape"))
+def test_with_a_metrics_token_only_its_bearer_may_scrape(
+    route: str, alice_client: Client, root: User, settings: Any, redis: Redis
+) -> None:
+    settings.METRICS_TOKEN = "scrape-token-" + "s" * 30
+    staff = Client()
+    staff.force_login(root)
+    path = concrete(route)
+    refused = [
+        Client().get(path),
+        alice_client.get(path),
+        staff.get(path),  # a session is not the token, not even staff's
+        Client().get(path, headers={"Authorization": "Bearer wrong"}),
+        Client().get(path, headers={"Authorization": f"Basic {settings.METRICS_TOKEN}"}),
+        Client().get(path, headers={"Authorization": f"Bearer {settings.METRICS_TOKEN}x"}),
+    ]
+    for response in refused:
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"].startswith("Bearer")
+        assert "triage_open_incidents" not in response.content.decode()
+    scraped = Client().get(path, headers={"Authorization": f"Bearer {settings.METRICS_TOKEN}"})
+    assert scraped.status_code == 200
+    assert "triage_open_incidents" in scraped.content.decode()
 
 
 @pytest.mark.parametrize("route", sorted(r for r, (_, k) in ACCESS.items() if k != "public"))

@@ -238,6 +238,10 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Probes hit /healthz and /readyz over plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# A bearer token GET /metrics then requires (Prometheus sends it). Production
+# should set one: the figures tell open incidents, pages sent and failed, and
+# which admin pages were visited. Empty: /metrics is open, as in development.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
