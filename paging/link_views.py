@@ -9,6 +9,9 @@ page sets the CSRF cookie, which needs no session.
 
 from __future__ import annotations
 
+from functools import wraps
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -39,6 +42,19 @@ def _confirm(
     return render(request, "paging/action_link.html", context, status=status)
 
 
+def _token_kept_out_of_logs(view: ratelimit.View) -> ratelimit.View:
+    """The access log writes ``request.path`` after the view returns: the
+    link is a credential for one action, so only its start is left there."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, token: str, **kwargs: Any) -> HttpResponse:
+        request.path = request.path.replace(token, token[:8] + "…")
+        return view(request, token, **kwargs)
+
+    return wrapper
+
+
+@_token_kept_out_of_logs
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 @ratelimit.public_page

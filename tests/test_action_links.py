@@ -348,6 +348,24 @@ def test_a_link_for_someone_no_longer_in_triage_does_not_work(
     unchanged(incident)
 
 
+def test_the_signed_link_never_reaches_the_logs(
+    service: Service,
+    inbox: Receiver,
+    client: Client,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, found = paged(service, inbox)
+    token = found["Acknowledge"].removeprefix("/a/")
+    with caplog.at_level("DEBUG"):
+        client.get(found["Acknowledge"])
+        client.post(found["Acknowledge"])
+    logged = caplog.text + "".join(str(record.__dict__) for record in caplog.records)
+    assert "GET /a/" in logged  # the access log did run
+    assert token not in logged
+    assert token.rsplit(":", 1)[-1] not in logged, "the signature is the secret part"
+
+
 def test_link_pages_share_the_public_rate_limit(
     service: Service,
     inbox: Receiver,
@@ -435,6 +453,7 @@ def test_links_sent_by_a_real_worker_act_after_the_confirmation_page(
     with celery_worker(env=app_env(BASE_URL=BASE)):
         incident = IncidentFactory(service=service, title="Checkout returns 502")
         wait_for(lambda: len(inbox.messages) == 1, 30, "alice paged through the worker")
+    incident.refresh_from_db()
     found = links_in(inbox.messages[0]["message"])
     assert list(found) == ["Acknowledge", "Resolve", "Escalate", "Open"]
 

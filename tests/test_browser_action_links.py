@@ -73,7 +73,9 @@ def test_alice_acknowledges_from_the_link_in_her_notification(
     page.get_by_label("Password").fill("a-long-test-password")
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{base}/incidents/{incident.pk}")
-    expect(page.locator("#incident-body .meta")).to_contain_text("by alice")
+    expect(page.locator("#incident-body .meta")).to_contain_text("Acknowledged")
+    acknowledged = page.locator("#incident-body dl.facts dt:text-is('Acknowledged') + dd")
+    expect(acknowledged).to_contain_text("by alice")
     expect(page.locator(".timeline")).to_contain_text("by alice from a notification")
     # The link did its work: opening it again says so.
     page.goto(link)
