@@ -426,6 +426,15 @@ def test_the_configmap_carries_the_non_secret_settings(default_docs: list[Manife
         ], name
 
 
+def test_the_lifetime_of_notification_links_is_a_chart_value() -> None:
+    default = one(manifests(REQUIRED), "ConfigMap", "triage")["data"]
+    assert default["ACTION_LINK_MAX_AGE"] == "86400"
+    shorter = with_values(REQUIRED, config__actionLinkMaxAge=3600)
+    assert one(manifests(shorter), "ConfigMap", "triage")["data"]["ACTION_LINK_MAX_AGE"] == "3600"
+    with pytest.raises(helm_python.HelmValuesError):
+        render(with_values(REQUIRED, config__actionLinkMaxAge=10))
+
+
 def test_django_finds_nothing_to_warn_about_in_the_production_settings(
     production_docs: list[Manifest],
 ) -> None:

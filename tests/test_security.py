@@ -84,6 +84,7 @@ ACCESS: dict[str, tuple[str, str]] = {
     "oncall": ("GET", "login"),
     "oncall/<slug:slug>.ics": ("GET", "token"),  # calendar apps: ?token=
     "oncall/people/<str:username>.ics": ("GET", "token"),
+    "a/<str:token>": ("GET", "public"),  # a signed link from a notification acts for its person
     "account/notifications": ("GET", "login"),
     "account/notifications/<int:pk>/test": ("POST", "login"),
     "account/notifications/<int:pk>/delete": ("POST", "login"),

@@ -370,6 +370,11 @@ DEVICE_COOKIE_AGE = env_int("DEVICE_COOKIE_AGE", 180 * 24 * 3600, minimum=1)
 PUBLIC_RATE_LIMIT = env_int("PUBLIC_RATE_LIMIT", 120, minimum=1)
 PUBLIC_RATE_WINDOW = env_int("PUBLIC_RATE_WINDOW", 60, minimum=1)
 
+# Signed Acknowledge / Resolve / Escalate links in every page's message
+# (paging.links): seconds a link works after it was sent. A link also stops
+# working once its incident is resolved, and each one works once.
+ACTION_LINK_MAX_AGE = env_int("ACTION_LINK_MAX_AGE", 24 * 3600, minimum=60)
+
 # --- Integrations: ingest keys, the /v1 API, the MCP server (integrations app) ---
 # django-ninja's own app serves the /v1/docs page's Swagger UI from our static
 # files instead of a CDN.
