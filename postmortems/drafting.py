@@ -63,7 +63,8 @@ def draft_fields(incident: Incident, events: Iterable[TimelineEvent]) -> dict[st
         "started_at": incident.opened_at,
         "ended_at": max(ended, incident.opened_at),
         "severity": incident.severity,
-        "affected_services": incident.service.name,
+        # The public name when there is one: this fact is published.
+        "affected_services": incident.service.public_name or incident.service.name,
         "summary": SUMMARY_PLACEHOLDER,
         "impact": IMPACT_PLACEHOLDER,
         "timeline": timeline_markdown(incident, events),
