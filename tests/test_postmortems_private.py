@@ -271,3 +271,29 @@ def test_incidents_of_a_new_service_stay_private(client: Client) -> None:
     html = client.get("/status").content.decode()
 
     _absent(html, ["billing"])
+
+
+def test_a_refused_public_title_changes_nothing(alice_client: Client, database: Service) -> None:
+    incident = titled(IncidentFactory(service=database), "Slow database")
+
+    refused = alice_client.post(
+        f"/incidents/{incident.pk}/public-title", {"public_title": "x" * 201}
+    )
+    alice_client.post(f"/incidents/{incident.pk}/public-title", {"public_title": "Slow database"})
+
+    assert refused.status_code == 302
+    incident.refresh_from_db()
+    assert incident.public_title == "Slow database"
+    assert incident.timeline.filter(message__startswith="Public title").count() == 1
+    page = alice_client.get(f"/incidents/{incident.pk}").content.decode()
+    assert "A public title has at most 200 characters." in page
+
+
+def test_an_incident_of_a_private_service_says_it_is_not_shown(
+    alice_client: Client, web: Service
+) -> None:
+    incident = IncidentFactory(service=web)
+
+    page = alice_client.get(f"/incidents/{incident.pk}").content.decode()
+
+    assert "Not shown: Web shop is not a public service" in page
