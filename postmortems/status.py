@@ -138,16 +138,17 @@ def status_page(now: datetime | None = None) -> StatusPage:
     ):
         open_severities[row["service_id"]].add(row["severity"])
     open_incidents = [_public(row) for row in open_rows]
-    by_service: dict[str, list[PublicIncident]] = defaultdict(list)
-    for incident in open_incidents:
-        by_service[incident.service].append(incident)
+    # By service id: two services may share a public name.
+    by_service: dict[int, list[PublicIncident]] = defaultdict(list)
+    for open_row, incident in zip(open_rows, open_incidents, strict=True):
+        by_service[open_row.service_id].append(incident)
     services = [
         ServiceStatus(
             name=service.public_name,
             state=state_for(
                 open_severities.get(service.pk, set()), in_maintenance=service.pk in maintenance
             ),
-            incidents=by_service.get(service.public_name, []),
+            incidents=by_service.get(service.pk, []),
         )
         for service in Service.objects.filter(public=True)
         .only("pk", "public_name")
