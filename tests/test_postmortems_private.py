@@ -297,3 +297,15 @@ def test_an_incident_of_a_private_service_says_it_is_not_shown(
     page = alice_client.get(f"/incidents/{incident.pk}").content.decode()
 
     assert "Not shown: Web shop is not a public service" in page
+
+
+def test_a_postmortem_is_drafted_under_the_public_title(database: Service) -> None:
+    incident = titled(IncidentFactory(service=database, title=MONITORING_TITLE), "Slow database")
+
+    pm = postmortem(incident_services.resolve_incident(incident, actor=None))
+
+    assert (pm.title, pm.slug, pm.affected_services) == (
+        "Slow database",
+        "slow-database",
+        "Database",
+    )
