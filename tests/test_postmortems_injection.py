@@ -181,3 +181,20 @@ def test_the_export_always_parses_to_the_database_follow_ups(
         for exported in _exports(post_mortem):
             assert parse_report(exported, expected_report["file"]) == expected_report, exported
         transaction.set_rollback(True)
+
+
+def test_a_link_with_a_pipe_keeps_the_follow_up_table_whole(web: Service) -> None:
+    pm = postmortem()
+    linked = services.add_action_item(pm, actor=None, priority="P2", action="A", type="Alert")
+    both = services.add_action_item(pm, actor=None, priority="P2", action="B", type="Alert")
+    services.record_followup(
+        linked, actor=None, implemented_by="bot", link="https://ci.example/run?a|b"
+    )
+    services.record_followup(
+        both, actor=None, implemented_by="bot", commit="abc1234", link="https://ci.example/1"
+    )
+
+    markdown = document.postmortem_markdown(pm, selectors.action_items(pm))
+
+    assert "| <https://ci.example/run?a%7Cb> | bot |" in markdown
+    assert "| [`abc1234`](https://ci.example/1) | bot |" in markdown
