@@ -16,7 +16,8 @@ from incidents.tokens import create_api_token, revoke_api_token
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin[Service]):
-    list_display = ("name", "slug", "created_at")
+    list_display = ("name", "slug", "public", "public_name", "created_at")
+    list_filter = ("public",)
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
 

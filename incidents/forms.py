@@ -36,6 +36,16 @@ class NoteForm(forms.Form):
     text = forms.CharField(max_length=10_000, strip=True, widget=forms.Textarea(attrs={"rows": 3}))
 
 
+class PublicTitleForm(forms.Form):
+    public_title = forms.CharField(
+        max_length=200,
+        required=False,
+        strip=True,
+        label="Public title",
+        help_text="What the public status page calls this incident. Empty: the default sentence.",
+    )
+
+
 class FilterForm(forms.Form):
     """Dashboard filters; invalid values are ignored rather than failing the page."""
 

@@ -79,17 +79,44 @@ class Service(models.Model):
     # An acknowledged incident still open this long after its acknowledgement
     # is re-triggered and pages again. Empty: never.
     ack_timeout_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # The public status page lists a service only when staff made it public,
+    # under a name written for outsiders: the internal name may say which
+    # host or customer it is, so it is never the default.
+    public = models.BooleanField(
+        default=False, help_text="Show this service and its incidents on the public status page."
+    )
+    public_name = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The name the public status page shows. Required to make the service public.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering: ClassVar = ["name"]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(public=False) | ~Q(public_name=""),
+                name="service_public_has_public_name",
+                violation_error_message="A public service needs a public name.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
 
+def default_public_title(public_name: str) -> str:
+    """What the status page says of an incident nobody has named for the public."""
+    return f"Investigating an issue with {public_name}"
+
+
 class Incident(models.Model):
     title = models.CharField(max_length=200)
+    # What the public status page calls it, written by a responder; empty
+    # shows a generic sentence (incidents.models.default_public_title), never
+    # the title, which monitoring or a stranger wrote.
+    public_title = models.CharField(max_length=200, blank=True, default="")
     details = models.TextField(blank=True)
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="incidents")
     severity = models.CharField(max_length=10, choices=Severity.choices)
@@ -183,6 +210,10 @@ class Incident(models.Model):
     @property
     def number(self) -> int:
         return int(self.pk)
+
+    @property
+    def public_title_default(self) -> str:
+        return default_public_title(self.service.public_name or "this service")
 
     @property
     def is_open(self) -> bool:

@@ -325,6 +325,24 @@ def escalate_incident(
     return locked
 
 
+def set_public_title(
+    incident: Incident, *, actor: Actor, title: str, now: datetime | None = None
+) -> Incident:
+    """Name the incident for the public status page ("" shows the default
+    sentence). Noted on the timeline, so responders see what outsiders read."""
+    title = " ".join(title.split())
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(incident)
+        if locked.public_title == title:
+            return locked
+        locked.public_title = title
+        locked.save(update_fields=["public_title", "updated_at"])
+        message = f"Public title: {title}" if title else "Public title cleared (default shown)"
+        record_event(locked, EventKind.NOTE, actor=actor, now=now, message=message)
+    return locked
+
+
 def add_note(
     incident: Incident, *, actor: Actor, text: str, now: datetime | None = None
 ) -> TimelineEvent:

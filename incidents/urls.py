@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from incidents import account_views, views
+from incidents import account_views, status_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -13,6 +13,11 @@ urlpatterns = [
         r"^incidents/(?P<pk>[0-9]+)/(?P<action>acknowledge|resolve|reopen|escalate|notes)$",
         views.incident_action,
         name="incident-action",
+    ),
+    path(
+        "incidents/<int:pk>/public-title",
+        status_views.public_title,
+        name="incident-public-title",
     ),
     path("account/tokens", account_views.tokens, name="tokens"),
     path("account/tokens/<int:pk>/revoke", account_views.revoke_token, name="token-revoke"),

@@ -18,7 +18,7 @@ from django_htmx.http import trigger_client_event
 
 from incidents import selectors, services
 from incidents.errors import DomainError
-from incidents.forms import FilterForm, IncidentForm, NoteForm
+from incidents.forms import FilterForm, IncidentForm, NoteForm, PublicTitleForm
 from incidents.http import (
     BadRequest,
     HtmxHttpRequest,
@@ -186,6 +186,7 @@ def _detail_context(incident: Incident, **extra: Any) -> dict[str, Any]:
         "timeline": selectors.timeline(incident),
         "pages": incident.pages.select_related("user").order_by("-created_at", "-pk")[:50],
         "note_form": NoteForm(),
+        "public_title_form": PublicTitleForm(initial={"public_title": incident.public_title}),
         "severity": Severity(incident.severity),
         **extra,
     }

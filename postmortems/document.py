@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents.models import Severity
+from postmortems.markdown_escape import escape_block, escape_line
 from postmortems.markdown_tables import STATUS_WORD, escape_cell, todo_report
 from postmortems.models import ActionItem, ActionStatus, PostMortem
 
@@ -28,6 +29,8 @@ FOLLOWUP_HEADER = (
     "|------|--------|----------|------|--------|----------------|"
 )
 NOT_WRITTEN = "_Not written yet._"
+# The sections written for publication, as the public document's headings.
+PUBLIC_SECTIONS = frozenset({"Summary", "Impact", "Root Cause Chain", "Lessons Learned"})
 NEEDS_REVIEW = "Needs human review"
 
 
@@ -52,12 +55,14 @@ def format_duration(delta: timedelta) -> str:
 
 
 def _commit_cell(item: ActionItem) -> str:
-    if item.commit and item.link:
-        return f"[`{item.commit[:12]}`]({escape_cell(item.link)})"
+    # A URL needs no Markdown escaping but its pipes, which %-encoding keeps working.
+    link = item.link.replace("|", "%7C")
+    if item.commit and link:
+        return f"[`{item.commit[:12]}`]({link})"
     if item.commit:
         return f"`{item.commit[:12]}`"
-    if item.link:
-        return f"<{escape_cell(item.link)}>"
+    if link:
+        return f"<{link}>"
     return "—"
 
 
@@ -85,11 +90,20 @@ def followup_rows(items: Sequence[ActionItem]) -> list[str]:
     return rows
 
 
-def _section(heading: str, text: str) -> str:
-    return f"## {heading}\n\n{text.strip() or NOT_WRITTEN}\n"
+def section_markdown(text: str) -> str:
+    """A section as people wrote it, unable to add headings or tables."""
+    return escape_block(text.strip()) or NOT_WRITTEN
 
 
-def postmortem_markdown(post_mortem: PostMortem, items: Sequence[ActionItem]) -> str:
+def chain_markdown(steps: Sequence[str]) -> str:
+    return "\n".join(f"{number}. {escape_line(step)}" for number, step in enumerate(steps, 1))
+
+
+def _section(heading: str, markdown: str) -> str:
+    return f"## {heading}\n\n{markdown or NOT_WRITTEN}\n"
+
+
+def _facts(post_mortem: PostMortem, *, public: bool) -> list[str]:
     started, ended = local(post_mortem.started_at), local(post_mortem.ended_at)
     severity = Severity(post_mortem.severity)
     facts = [
@@ -97,7 +111,11 @@ def postmortem_markdown(post_mortem: PostMortem, items: Sequence[ActionItem]) ->
         f"- **Duration:** {format_duration(post_mortem.duration)} "
         f"({started:%Y-%m-%d %H:%M} to {ended:%Y-%m-%d %H:%M} {started:%Z})",
         f"- **Severity:** {severity.label} ({severity.value})",
-        f"- **Affected services:** {post_mortem.affected_services}",
+        f"- **Affected services:** {escape_line(post_mortem.affected_services)}",
+    ]
+    if public:
+        return facts  # no incident number, workflow status or people
+    facts += [
         f"- **Incident:** #{post_mortem.incident_id}",
         f"- **Status:** {post_mortem.get_status_display()}"
         + (
@@ -108,22 +126,44 @@ def postmortem_markdown(post_mortem: PostMortem, items: Sequence[ActionItem]) ->
     ]
     if post_mortem.owner is not None:
         facts.append(f"- **Owner:** {post_mortem.owner.get_username()}")
-    chain = "\n".join(
-        f"{number}. {step}" for number, step in enumerate(post_mortem.root_cause_chain, 1)
-    )
-    parts = [
-        f"# {post_mortem.title}\n",
-        "\n".join(facts) + "\n",
-        _section("Summary", post_mortem.summary),
-        _section("Impact", post_mortem.impact),
-        _section("Timeline", post_mortem.timeline),
-        _section("Root Cause Chain", chain),
-        _section("Lessons Learned", post_mortem.lessons),
-        "## Prevention Plan\n\n" + "\n".join([PREVENTION_HEADER, *prevention_rows(items)]) + "\n",
-        "## Follow-up Implementation\n\n"
-        + "\n".join([FOLLOWUP_HEADER, *followup_rows(items)])
-        + "\n",
+    return facts
+
+
+def postmortem_markdown(
+    post_mortem: PostMortem, items: Sequence[ActionItem], *, public: bool = False
+) -> str:
+    """The whole document, or (``public``) only what is written for publication.
+
+    The public document is what anyone may read: the title, the facts without
+    people, and the sections in ``PUBLIC_SECTIONS``. It leaves out the
+    timeline (internal notes, names, host names from monitoring), the owner
+    and the Follow-up Implementation table (who implemented what). Both keep
+    the Prevention Plan table, so both parse to the same TODO JSON.
+    """
+    written = [
+        ("Summary", section_markdown(post_mortem.summary)),
+        ("Impact", section_markdown(post_mortem.impact)),
+        ("Timeline", section_markdown(post_mortem.timeline)),
+        ("Root Cause Chain", chain_markdown(post_mortem.root_cause_chain)),
+        ("Lessons Learned", section_markdown(post_mortem.lessons)),
     ]
+    sections = [
+        _section(heading, markdown)
+        for heading, markdown in written
+        if not public or heading in PUBLIC_SECTIONS
+    ]
+    parts = [
+        f"# {escape_line(post_mortem.title)}\n",
+        "\n".join(_facts(post_mortem, public=public)) + "\n",
+        *sections,
+        "## Prevention Plan\n\n" + "\n".join([PREVENTION_HEADER, *prevention_rows(items)]) + "\n",
+    ]
+    if not public:
+        parts.append(
+            "## Follow-up Implementation\n\n"
+            + "\n".join([FOLLOWUP_HEADER, *followup_rows(items)])
+            + "\n"
+        )
     return "\n".join(parts)
 
 

@@ -29,8 +29,15 @@ LESSONS_PLACEHOLDER = "_What went well:_ …\n\n_What went wrong:_ …\n\n_Where
 SLUG_LENGTH = 60
 
 
+def draft_title(incident: Incident) -> str:
+    """The public title when a responder wrote one: the post-mortem will be
+    public, and its title and file name should not repeat what monitoring
+    wrote (host names, paths, customers)."""
+    return incident.public_title or incident.title
+
+
 def base_slug(incident: Incident) -> str:
-    return slugify(incident.title)[:SLUG_LENGTH].strip("-") or f"incident-{incident.pk}"
+    return slugify(draft_title(incident))[:SLUG_LENGTH].strip("-") or f"incident-{incident.pk}"
 
 
 def _when(value: datetime, start: datetime) -> str:
@@ -59,11 +66,12 @@ def draft_fields(incident: Incident, events: Iterable[TimelineEvent]) -> dict[st
     """Field values for a new PostMortem of a resolved incident."""
     ended = incident.resolved_at or incident.opened_at
     return {
-        "title": incident.title,
+        "title": draft_title(incident),
         "started_at": incident.opened_at,
         "ended_at": max(ended, incident.opened_at),
         "severity": incident.severity,
-        "affected_services": incident.service.name,
+        # The public name when there is one: this fact is published.
+        "affected_services": incident.service.public_name or incident.service.name,
         "summary": SUMMARY_PLACEHOLDER,
         "impact": IMPACT_PLACEHOLDER,
         "timeline": timeline_markdown(incident, events),

@@ -20,3 +20,8 @@ class InvalidActionItem(DomainError):
 
 class FollowupConflict(DomainError):
     title = "Follow-up already recorded"
+
+
+class PublishingNotAllowed(DomainError):
+    status = 403
+    title = "Not allowed to publish"

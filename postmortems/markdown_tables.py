@@ -192,6 +192,10 @@ _ALIGNMENT_CELL = re.compile(r"^:?-+:?$")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _EMPHASIS = re.compile(r"[*_`~]")
+# What Markdown shows for these entities; escape_cell writes them so a "<br>"
+# typed into an action item stays text instead of becoming a line break.
+_ENTITIES = {"lt": "<", "gt": ">", "amp": "&"}
+_ENTITY = re.compile(r"&(lt|gt|amp);")
 
 
 def _keyword_pattern(keyword: str) -> re.Pattern[str]:
@@ -269,15 +273,21 @@ def parse_status(word: str) -> str | None:
     return None
 
 
+def _unescape_cell(cell: str) -> str:
+    text = _BREAK.sub("\n", cell.replace("\\|", "|"))
+    return _ENTITY.sub(lambda m: _ENTITIES[m.group(1)], text)
+
+
 def split_row(line: str) -> list[str]:
-    """The cells of a table row, unescaped (``\\|`` → ``|``, ``<br>`` → newline)."""
+    """The cells of a table row, unescaped (``\\|`` → ``|``, ``<br>`` → newline,
+    ``&lt;`` ``&gt;`` ``&amp;`` → ``<`` ``>`` ``&``)."""
     stripped = line.strip()
     cells = _UNESCAPED_PIPE.split(stripped)
     if stripped.startswith("|"):
         cells = cells[1:]
     if len(cells) > 1 and stripped.endswith("|") and not stripped.endswith("\\|"):
         cells = cells[:-1]
-    return [normalize_text(_BREAK.sub("\n", cell.replace("\\|", "|"))) for cell in cells]
+    return [normalize_text(_unescape_cell(cell)) for cell in cells]
 
 
 def _is_row(line: str) -> bool:
@@ -429,4 +439,5 @@ def parse_report(text: str, file: str) -> dict[str, Any]:
 
 def escape_cell(text: str) -> str:
     """Text made safe for one table cell; ``split_row`` reverses it."""
-    return normalize_text(text).replace("|", "\\|").replace("\n", "<br>")
+    text = normalize_text(text).replace("&", "&amp;").replace("<", "&lt;")
+    return text.replace("|", "\\|").replace("\n", "<br>")

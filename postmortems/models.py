@@ -96,6 +96,8 @@ class PostMortem(models.Model):
 
     class Meta:
         ordering: ClassVar = ["-started_at", "pk"]
+        # Staff may always publish; anyone else needs this, given in the admin.
+        permissions: ClassVar = [("publish_postmortem", "Can publish post-mortems")]
         constraints: ClassVar = [
             models.CheckConstraint(
                 condition=Q(status__in=PostMortemStatus.values), name="postmortem_status_valid"

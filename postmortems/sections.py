@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.utils.safestring import SafeString
 
+from postmortems import document
 from postmortems.forms import HeaderForm, RootCauseForm, TextSectionForm
 from postmortems.models import PostMortem
 from postmortems.rendering import markdown_html
@@ -63,12 +64,12 @@ def changes_from(name: str, cleaned: dict[str, Any]) -> dict[str, Any]:
 def html_for(post_mortem: PostMortem, name: str) -> SafeString:
     if name == "header":
         return SafeString("")  # the template lays out the facts itself
+    # Escaped as the exported document has it, so the editor shows what the page will.
     if name == "root-cause":
-        steps = "\n".join(
-            f"{number}. {step}" for number, step in enumerate(post_mortem.root_cause_chain, 1)
+        return markdown_html(
+            document.chain_markdown(post_mortem.root_cause_chain) or document.NOT_WRITTEN
         )
-        return markdown_html(steps or "_Not written yet._")
-    return markdown_html(getattr(post_mortem, name) or "_Not written yet._")
+    return markdown_html(document.section_markdown(getattr(post_mortem, name)))
 
 
 def section(post_mortem: PostMortem, name: str, form: forms.Form | None = None) -> Section:

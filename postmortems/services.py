@@ -29,6 +29,7 @@ from postmortems.errors import (
     IncidentStillOpen,
     InvalidActionItem,
     InvalidPostMortemTransition,
+    PublishingNotAllowed,
 )
 from postmortems.markdown_tables import normalize_text
 from postmortems.models import TRANSITIONS, ActionItem, ActionStatus, PostMortem, PostMortemStatus
@@ -126,14 +127,34 @@ def update_postmortem(post_mortem: PostMortem, *, actor: Actor, **changes: Any) 
     return locked
 
 
+PUBLISH_PERMISSION = "postmortems.publish_postmortem"
+
+
+def may_publish(actor: Actor) -> bool:
+    """Staff, or people given the publish permission in the admin. The system
+    (``actor=None``: a command run by an operator) may too."""
+    if actor is None:
+        return True
+    user = _user(actor)
+    return bool(user is not None and (user.is_staff or user.has_perm(PUBLISH_PERMISSION)))
+
+
 def change_postmortem_status(
     post_mortem: PostMortem, status: str, *, actor: Actor, now: datetime | None = None
 ) -> PostMortem:
     """Draft ↔ in review → published (→ in review to retract).
 
-    Publishing stamps ``published_at``, notes it on the incident's timeline
-    and, when ``POSTMORTEM_NOTIFY_URL`` is set, sends the notice after commit.
+    Publishing needs ``may_publish`` (``PublishingNotAllowed`` otherwise,
+    nothing changed); it stamps ``published_at``, notes it on the incident's
+    timeline and, when ``POSTMORTEM_NOTIFY_URL`` is set, sends the notice
+    after commit. Anyone may retract (published → in review).
     """
+    if status == PostMortemStatus.PUBLISHED and not may_publish(actor):
+        raise PublishingNotAllowed(
+            "Only staff or people with the “Can publish post-mortems” permission may "
+            "publish: a published post-mortem is public. Ask one of them to review and "
+            "publish it."
+        )
     now = now or timezone.now()
     with transaction.atomic():
         locked = (

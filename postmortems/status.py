@@ -2,9 +2,10 @@
 
 The page never gets model instances: it gets these small records, built from
 a handful of columns, so a template change cannot leak an incident's details,
-notes, dedup key or the people involved. Incidents opened from the public
-report form show a generic title, because their title is whatever a stranger
-typed.
+notes, dedup key or the people involved. Only services staff made public are
+listed, under their public name, with only their incidents; an incident
+shows the public title a responder wrote, or a generic sentence — never its
+title, which monitoring (host names, paths, customers) or a stranger wrote.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from incidents.models import (
     Incident,
     Service,
     Severity,
-    Source,
     Status,
+    default_public_title,
 )
 from paging.models import MaintenanceWindow
 from postmortems.models import PostMortem, PostMortemStatus
@@ -91,16 +92,10 @@ def state_for(severities: Collection[str], *, in_maintenance: bool = False) -> S
     return ServiceState.MAINTENANCE if in_maintenance else ServiceState.OPERATIONAL
 
 
-def public_title(title: str, source: str, service: str) -> str:
-    if source == Source.REPORT:
-        return f"Problem reported with {service}"
-    return title
-
-
 def _public(row: Incident, *, postmortem_url: str = "") -> PublicIncident:
-    service = row.service.name
+    service = row.service.public_name
     return PublicIncident(
-        title=public_title(row.title, row.source, service),
+        title=row.public_title or default_public_title(service),
         service=service,
         severity=row.severity,
         severity_label=Severity(row.severity).label,
@@ -118,9 +113,17 @@ def status_page(now: datetime | None = None) -> StatusPage:
             "service_id", flat=True
         )
     )
-    public_columns = ("title", "source", "severity", "opened_at", "resolved_at", "service__name")
+    # Deliberately not "title": the status page has no use for it.
+    public_columns = (
+        "public_title",
+        "severity",
+        "opened_at",
+        "resolved_at",
+        "service__public_name",
+    )
+    public_incidents = Incident.objects.filter(service__public=True)
     open_rows = list(
-        Incident.objects.filter(status__in=OPEN_STATUSES)
+        public_incidents.filter(status__in=OPEN_STATUSES)
         .select_related("service")
         .only(*public_columns)
         .alias(rank=SEVERITY_RANK)
@@ -128,28 +131,31 @@ def status_page(now: datetime | None = None) -> StatusPage:
     )
     open_severities: dict[int, set[str]] = defaultdict(set)
     for row in (
-        Incident.objects.filter(status__in=OPEN_STATUSES)
+        public_incidents.filter(status__in=OPEN_STATUSES)
         .values("service_id", "severity")
         .annotate(n=Count("pk"))
         .order_by()
     ):
         open_severities[row["service_id"]].add(row["severity"])
     open_incidents = [_public(row) for row in open_rows]
-    by_service: dict[str, list[PublicIncident]] = defaultdict(list)
-    for incident in open_incidents:
-        by_service[incident.service].append(incident)
+    # By service id: two services may share a public name.
+    by_service: dict[int, list[PublicIncident]] = defaultdict(list)
+    for open_row, incident in zip(open_rows, open_incidents, strict=True):
+        by_service[open_row.service_id].append(incident)
     services = [
         ServiceStatus(
-            name=service.name,
+            name=service.public_name,
             state=state_for(
                 open_severities.get(service.pk, set()), in_maintenance=service.pk in maintenance
             ),
-            incidents=by_service.get(service.name, []),
+            incidents=by_service.get(service.pk, []),
         )
-        for service in Service.objects.only("pk", "name").order_by("name")
+        for service in Service.objects.filter(public=True)
+        .only("pk", "public_name")
+        .order_by("public_name")
     ]
     resolved_rows = (
-        Incident.objects.filter(status=Status.RESOLVED, resolved_at__gte=now - RECENT)
+        public_incidents.filter(status=Status.RESOLVED, resolved_at__gte=now - RECENT)
         .select_related("service", "postmortem")
         .only(*public_columns, "postmortem__id", "postmortem__status")
         .order_by("-resolved_at", "-id")[:RESOLVED_LIMIT]

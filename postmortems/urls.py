@@ -13,6 +13,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("postmortems/<int:pk>", views.detail, name="postmortem-detail"),
     path("postmortems/<int:pk>.md", views.markdown, name="postmortem-markdown"),
     path("incidents/<int:pk>/postmortem", views.draft, name="postmortem-draft"),
+    path("postmortems/<int:pk>/preview", views.preview, name="postmortem-preview"),
     path("postmortems/<int:pk>/todos", views.todos, name="postmortem-todos"),
     path("postmortems/<int:pk>/status", views.change_status, name="postmortem-status"),
     path("postmortems/<int:pk>/followups", views.followups, name="postmortem-followups"),

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
@@ -50,7 +51,9 @@ def followup_html(items: list[ActionItem]) -> str:
     return markdown_html(table)
 
 
-def editor_context(post_mortem: PostMortem, *, editing: str = "", **extra: Any) -> dict[str, Any]:
+def editor_context(
+    post_mortem: PostMortem, *, editing: str = "", user: Any = None, **extra: Any
+) -> dict[str, Any]:
     items = selectors.action_items(post_mortem)
     return {
         "pm": post_mortem,
@@ -65,6 +68,7 @@ def editor_context(post_mortem: PostMortem, *, editing: str = "", **extra: Any) 
             for s in PostMortemStatus.values
             if s in TRANSITIONS[post_mortem.status]
         ],
+        "may_publish": services.may_publish(user),
         **extra,
     }
 
@@ -106,13 +110,31 @@ def detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     editing = request.GET.get("edit", "")
     if editing not in sections.HEADINGS:
         editing = ""
-    return render(request, "postmortems/detail.html", editor_context(post_mortem, editing=editing))
+    return render(
+        request,
+        "postmortems/detail.html",
+        editor_context(post_mortem, editing=editing, user=request.user),
+    )
 
 
-def public_page(request: HtmxHttpRequest, post_mortem: PostMortem) -> HttpResponse:
+def public_body(post_mortem: PostMortem) -> SafeString:
+    """The published page's content: only what is written for publication."""
     items = selectors.action_items(post_mortem)
-    body = markdown_html(document.postmortem_markdown(post_mortem, items))
-    return render(request, "postmortems/public.html", {"pm": post_mortem, "body": body})
+    return markdown_html(document.postmortem_markdown(post_mortem, items, public=True))
+
+
+def public_page(
+    request: HtmxHttpRequest, post_mortem: PostMortem, *, preview: bool = False
+) -> HttpResponse:
+    context = {"pm": post_mortem, "body": public_body(post_mortem), "preview": preview}
+    return render(request, "postmortems/public.html", context)
+
+
+@login_required
+@require_GET
+def preview(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """GET /postmortems/{id}/preview: the public page, exactly, before publishing."""
+    return public_page(request, get_postmortem(pk), preview=True)
 
 
 @login_required
@@ -131,7 +153,7 @@ def section(request: HtmxHttpRequest, pk: int, name: str) -> HttpResponse:
     if not form.is_valid():
         if request.htmx:
             return _render_section(request, post_mortem, name, form, status=422)
-        context = editor_context(post_mortem)
+        context = editor_context(post_mortem, user=request.user)
         context["sections"] = [
             sections.section(post_mortem, s.name, form) if s.name == name else s
             for s in context["sections"]
@@ -180,10 +202,11 @@ def change_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         except DomainError as exc:
             error, status = exc.detail, exc.status
     if not request.htmx:
-        if error:
-            messages.error(request, error)
+        if error:  # the page again, with the reason and the status code
+            context = editor_context(get_postmortem(pk), user=request.user, status_error=error)
+            return render(request, "postmortems/detail.html", context, status=status)
         return redirect(post_mortem)
-    context = editor_context(get_postmortem(pk), status_error=error)
+    context = editor_context(get_postmortem(pk), user=request.user, status_error=error)
     response = render(request, "postmortems/detail.html#status-bar", context, status=status)
     return trigger_client_event(response, CHANGED)
 
@@ -200,7 +223,10 @@ def markdown(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if request.user.is_authenticated:
             raise Http404(f"No post-mortem #{pk}.")
         return redirect_to_login(request.get_full_path())
-    text = document.postmortem_markdown(post_mortem, selectors.action_items(post_mortem))
+    # Anonymous readers get the public document; responders the whole one.
+    public = not request.user.is_authenticated
+    items = selectors.action_items(post_mortem)
+    text = document.postmortem_markdown(post_mortem, items, public=public)
     response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
     filename = document.export_filename(post_mortem)
     response["Content-Disposition"] = f'inline; filename="{filename}"'

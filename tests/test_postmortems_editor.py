@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from incidents.models import EventKind
@@ -235,7 +235,10 @@ def test_recording_a_follow_up_from_the_page(alice_client: Client) -> None:
     assert "already done" in conflict.content.decode()
 
 
-def test_publishing_from_the_status_bar_notes_the_incident(alice_client: Client) -> None:
+def test_publishing_from_the_status_bar_notes_the_incident(
+    alice_client: Client, alice: User
+) -> None:
+    alice.user_permissions.add(Permission.objects.get(codename="publish_postmortem"))
     pm = postmortem()
     url = f"/postmortems/{pm.pk}/status"
     response = alice_client.post(url, {"status": "published"}, headers=HTMX)

@@ -52,6 +52,7 @@ ACCESS: dict[str, tuple[str, str]] = {
     "postmortems/<int:pk>": ("GET", "login"),  # published ones are public
     "postmortems/<int:pk>.md": ("GET", "login"),  # published ones are public
     "incidents/<int:pk>/postmortem": ("POST", "either"),
+    "postmortems/<int:pk>/preview": ("GET", "login"),  # what would be public, before it is
     "postmortems/<int:pk>/todos": ("GET", "either"),
     "postmortems/<int:pk>/status": ("POST", "login"),
     "postmortems/<int:pk>/followups": ("GET", "login"),
@@ -92,6 +93,7 @@ ACCESS: dict[str, tuple[str, str]] = {
     "incidents": ("POST", "either"),
     "incidents/new": ("GET", "login"),
     "incidents/<int:pk>": ("GET", "either"),
+    "incidents/<int:pk>/public-title": ("POST", "login"),
     "^incidents/(?P<pk>[0-9]+)/(?P<action>acknowledge|resolve|reopen|escalate|notes)$": (
         "POST",
         "either",

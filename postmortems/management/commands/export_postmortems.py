@@ -2,8 +2,10 @@
 
 Writes ``YYYY-MM-DD-slug.md`` for each published post-mortem and an
 ``index.html`` listing them (the same list as the public /postmortems/ page),
-ready for a static site. Files already in DIR are overwritten; other files
-are left alone.
+ready for a static site: each file is the public document, as anonymous
+readers get it (no timeline, no owner, no Follow-up Implementation table).
+``--internal`` writes the whole documents instead, for operators' own
+archive. Files already in DIR are overwritten; other files are left alone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("directory", metavar="DIR")
+        parser.add_argument(
+            "--internal",
+            action="store_true",
+            help="Whole documents, with the timeline and people: not for a public site.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         folder = Path(options["directory"])
@@ -32,7 +39,8 @@ class Command(BaseCommand):
         entries = []
         for post_mortem in selectors.published_postmortems():
             name = document.export_filename(post_mortem)
-            text = document.postmortem_markdown(post_mortem, selectors.action_items(post_mortem))
+            items = selectors.action_items(post_mortem)
+            text = document.postmortem_markdown(post_mortem, items, public=not options["internal"])
             self._write(folder / name, text)
             entries.append((post_mortem, name))
         self._write(
