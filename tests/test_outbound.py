@@ -305,13 +305,17 @@ def test_httpx_smtplib_and_urllib_are_guarded_too(inside: Receiver) -> None:
 
 
 def test_async_httpx_is_guarded(inside: Receiver) -> None:
-    async def post() -> None:
+    async def post() -> int:
         async with httpx2.AsyncClient() as client:
-            await client.post(http(inside), json={})
+            return (await client.post(http(inside), json={"async": 1})).status_code
 
     with outbound.guarded(outbound.current_policy()), pytest.raises(httpx2.ConnectError):
         anyio.run(post)
     assert inside.requests == 0
+    allow("127.0.0.1")
+    with outbound.guarded(outbound.current_policy()):
+        assert anyio.run(post) == 200
+    assert inside.messages == [{"async": 1}]
 
 
 def test_the_guard_holds_only_in_the_thread_that_entered_it(inside: Receiver) -> None:
@@ -404,9 +408,16 @@ def test_staff_add_allow_rules_in_the_admin(root: User, alice_client: Client) ->
     assert "is neither a host name" in bad.content.decode()
     duplicate = staff.post("/admin/triage/outboundallowrule/add/", {"target": "ntfy.home.lan"})
     assert "already exists" in duplicate.content.decode()
+    staff.post("/admin/triage/outboundallowrule/add/", {"target": " 192.168.1.20/24"})
+    staff.post("/admin/triage/outboundallowrule/add/", {"target": "[FD00::1]"})
+    assert list(OutboundAllowRule.objects.values_list("target", flat=True)) == [
+        "192.168.1.0/24",
+        "fd00::1",
+        "ntfy.home.lan",
+    ]
     assert staff.get("/admin/triage/outboundallowrule/").status_code == 200
     # A responder is no staff: sent to the admin's login, nothing added.
     refused = alice_client.post("/admin/triage/outboundallowrule/add/", {"target": "10.0.0.0/8"})
     assert refused.status_code == 302
     assert refused["Location"].startswith("/admin/login/")
-    assert OutboundAllowRule.objects.count() == 1
+    assert OutboundAllowRule.objects.count() == 3

@@ -82,4 +82,8 @@ class OutboundAllowRule(models.Model):
         # One spelling per rule, so the unique constraint catches duplicates;
         # the field's validator reports a target that does not parse.
         with contextlib.suppress(ValueError):
-            self.target = str(parse_target(self.target))
+            target = parse_target(self.target)
+            if isinstance(target, str) or target.prefixlen < target.max_prefixlen:
+                self.target = str(target)
+            else:
+                self.target = str(target.network_address)  # one address: no "/32"

@@ -177,8 +177,7 @@ def check_settings() -> None:
             raise ImproperlyConfigured(f"OUTBOUND_ALLOW: {exc}") from None
     # apprise's plugin registry is untyped: name the type of what it returns.
     schemas = cast("Callable[[], Iterable[str]]", apprise.apprise.N_MGR.schemas)
-    known = set(schemas())
-    unknown = sorted(set(settings.OUTBOUND_SCHEMES) - set(known))
+    unknown = sorted(set(settings.OUTBOUND_SCHEMES) - set(schemas()))
     if unknown:
         raise ImproperlyConfigured(
             f"OUTBOUND_SCHEMES names schemes apprise does not know: {', '.join(unknown)}"
@@ -418,6 +417,6 @@ def send_apprise(url: str, *, title: str, body: str) -> Delivery:
     details = [entry.message for entry in result.logs() if entry.level in ("WARNING", "ERROR")]
     logger.warning(
         "outbound delivery failed",
-        extra={"reason": attempt.reason(), "detail": details[-1:] or ""},
+        extra={"reason": attempt.reason(), "detail": details[-1] if details else ""},
     )
     return Delivery(False, attempt.reason())
