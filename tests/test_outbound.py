@@ -31,6 +31,7 @@ from paging.tasks import ping_heartbeat
 from postmortems import notify as postmortem_notify
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
 from tests.postmortem_factories import postmortem, published
+from tests.processes import celery_worker, wait_for
 from tests.receiver import Receiver, receiver
 from triage import outbound
 from triage.models import OutboundAllowRule
@@ -142,6 +143,30 @@ def test_a_method_saved_before_the_policy_is_not_contacted(ana: User, inside: Re
     method.refresh_from_db()
     assert method.last_test_result == REFUSED
     assert inside.requests == 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_send_test_notification_through_a_real_worker_obeys_the_staff_rules(
+    alice_client: Client, alice: User, inside: Receiver, redis: Redis
+) -> None:
+    method = contact(alice, url=inside.url)  # saved before the policy existed
+
+    def last_test() -> str:
+        method.refresh_from_db()
+        return method.last_test_result
+
+    with celery_worker():
+        alice_client.post(f"/account/notifications/{method.pk}/test")
+        wait_for(lambda: last_test() == REFUSED, 30, "the worker refused the test")
+        assert inside.requests == 0
+        # The rule is committed: the worker process reads it at the next send.
+        allow("127.0.0.0/8")
+        alice_client.post(f"/account/notifications/{method.pk}/test")
+        wait_for(lambda: last_test() == "delivered", 30, "the worker delivered the test")
+    assert inside.messages[0]["title"] == "triage test notification"
+    page = alice_client.get("/account/notifications").content.decode()
+    assert "delivered" in page
 
 
 def test_with_a_staff_rule_the_same_method_is_delivered(ana: User, inside: Receiver) -> None:
