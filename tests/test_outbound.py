@@ -395,6 +395,7 @@ def test_the_guard_holds_only_in_the_thread_that_entered_it(inside: Receiver) ->
         "64:ff9b::a00:1",
         "2002:7f00:1::1",
         "2001:db8::1",
+        "2001:0:a00:1::1",  # Teredo through 10.0.0.1
     ],
 )
 def test_inside_addresses_are_refused(address: str) -> None:
