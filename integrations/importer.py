@@ -106,11 +106,28 @@ class Plan:
     total: int
 
 
-def read_records(path: Path, fmt: str = "") -> list[tuple[int, dict[str, Any]]]:
-    """(row number, record) pairs from a CSV or JSON export."""
+# Exports are read whole into memory (every row is validated before anything
+# is written), so their size is bounded: 10 MB is some 50,000 incidents with
+# notes. `--max-bytes` raises it for a bigger export.
+MAX_BYTES = 10 * 1024 * 1024
+
+
+def read_records(
+    path: Path, fmt: str = "", *, max_bytes: int = MAX_BYTES
+) -> list[tuple[int, dict[str, Any]]]:
+    """(row number, record) pairs from a CSV or JSON export of at most `max_bytes`."""
     fmt = fmt or path.suffix.lower().lstrip(".")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as file:
+            # One byte more than allowed tells "too large" from "exactly the
+            # limit" without reading on: /dev/zero or a huge file stops here.
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ImportFileError(
+                f"{path} is larger than {max_bytes:,} bytes; nothing was imported. "
+                "Split it, or raise the limit with --max-bytes."
+            )
+        text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportFileError(f"Cannot read {path}: {exc}") from None
     if fmt == "json":
@@ -126,9 +143,12 @@ def _csv_records(text: str) -> list[tuple[int, dict[str, Any]]]:
         raise ImportFileError("The CSV file is empty (no header row).")
     records = []
     # The header is row 1, so the first record is row 2 (as in a spreadsheet).
-    for number, record in enumerate(reader, 2):
-        values = {name.strip().lower(): value for name, value in record.items() if name}
-        records.append((number, values))
+    try:
+        for number, record in enumerate(reader, 2):
+            values = {name.strip().lower(): value for name, value in record.items() if name}
+            records.append((number, values))
+    except csv.Error as exc:  # NUL bytes, a field over csv's size limit
+        raise ImportFileError(f"The CSV file cannot be read: {exc}") from None
     return records
 
 
@@ -137,6 +157,8 @@ def _json_records(text: str) -> list[tuple[int, dict[str, Any]]]:
         data = json.loads(text)
     except ValueError as exc:
         raise ImportFileError(f"The JSON file is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ImportFileError("The JSON file is nested too deeply to be an export.") from None
     if isinstance(data, dict) and isinstance(data.get("incidents"), list):
         data = data["incidents"]
     if not isinstance(data, list):

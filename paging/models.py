@@ -248,3 +248,41 @@ class Page(models.Model):
 
     def __str__(self) -> str:
         return f"page #{self.pk} {self.channel} {self.status}"
+
+
+class LinkAction(models.TextChoices):
+    """What a signed link in a page's message does (``paging.links``)."""
+
+    ACKNOWLEDGE = "acknowledge", "Acknowledge"
+    RESOLVE = "resolve", "Resolve"
+    ESCALATE = "escalate", "Escalate"
+
+
+class UsedActionLink(models.Model):
+    """A signed link from a notification that has acted once already.
+
+    Each message carries its own random nonce; its Acknowledge, Resolve and
+    Escalate links share it, so each of them works once. The unique
+    constraint is what makes a link single use under concurrency: two POSTs
+    of the same link both insert this row in their transaction, PostgreSQL
+    makes the second insert wait for the first transaction, and then fails it
+    with a unique violation (or lets it through if the first rolled back, in
+    which case the first did not act either).
+    """
+
+    nonce = models.CharField(max_length=32)
+    action = models.CharField(max_length=12, choices=LinkAction.choices)
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    used_at = models.DateTimeField()
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["nonce", "action"], name="action_link_used_once"),
+            models.CheckConstraint(
+                condition=Q(action__in=LinkAction.values), name="action_link_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} link {self.nonce} used by {self.user_id}"

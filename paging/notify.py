@@ -10,8 +10,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from incidents.models import Severity, Status
+from incidents.models import Status
 from paging import state
+from paging.messages import page_message
 from paging.models import ContactMethod, Page, PageStatus
 from triage import outbound
 from triage.celery import app as celery_app
@@ -64,15 +65,8 @@ def deliver(page_id: int) -> str:
     if incident.status != Status.TRIGGERED or page.contact_method is None:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.CANCELLED)
         return "cancelled"
-    severity = Severity(incident.severity).label
-    delivery = send(
-        page.contact_method.url,
-        title=f"[{severity}] #{incident.pk} {incident.title}",
-        body=(
-            f"{incident.service} · level {page.level}\n"
-            f"{settings.BASE_URL}{incident.get_absolute_url()}"
-        ),
-    )
+    message = page_message(page).for_channel(page.contact_method.url)
+    delivery = send(message.url, title=message.title, body=message.body)
     now = timezone.now()
     error = delivery.reason
     if delivery.ok:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from paging import views
+from paging import link_views, views
 
 urlpatterns = [
+    # Signed links from notifications: public, the link says who acts.
+    path("a/<str:token>", link_views.action_link, name="action-link"),
     path("oncall", views.oncall_page, name="oncall"),
     path("oncall/<slug:slug>.ics", views.schedule_ical, name="schedule-ical"),
     path("oncall/people/<str:username>.ics", views.person_ical, name="person-ical"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,36 @@ def test_the_dashboard_filters_work_in_the_browser(page: Page, live_server: Any)
     expect(page).to_have_url(f"{base}/?service=&severity=warning&status=&q=")
     page.get_by_label("Search").fill("nothing like this")
     expect(page.locator("#incident-list")).to_contain_text("No open incident matches")
+
+
+def test_a_flood_of_guesses_does_not_lock_a_responder_out_of_their_browser(
+    page: Page, live_server: Any, settings: Any, redis: Any, time_machine: Any
+) -> None:
+    base = live_server.url
+    settings.LOGIN_RATE_LIMIT = 3
+    # Inside one rate-limit window, the clock running (Playwright waits on it).
+    time_machine.move_to(datetime(2026, 11, 23, 3, 0, 10, tzinfo=UTC), tick=True)
+    log_in(page, base)
+    page.get_by_role("button", name="Log out carol").click()
+
+    def try_to_log_in(somewhere: Page, password: str) -> None:
+        somewhere.goto(f"{base}/login")
+        somewhere.get_by_label("Username").fill("carol")
+        somewhere.get_by_label("Password").fill(password)
+        somewhere.get_by_role("button", name="Log in").click()
+
+    assert page.context.browser is not None
+    attacker = page.context.browser.new_context().new_page()
+    for i in range(4):
+        try_to_log_in(attacker, f"guess{i}")
+    expect(attacker.get_by_text("Too many login attempts")).to_be_visible()
+
+    # Carol, at the browser she logged in with before, gets in all the same.
+    try_to_log_in(page, "a-long-test-password")
+    expect(page.get_by_text("All clear: no open incidents.")).to_be_visible()
+    attacker.context.close()
+    # What made her browser trusted, kept out of reach of the page's scripts.
+    device = next(c for c in page.context.cookies() if c["name"] == "triage_device")
+    assert device["httpOnly"]
+    assert device["sameSite"] == "Lax"
+    assert "triage_device" not in page.evaluate("document.cookie")

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.processes import app_env, check_deploy
+from tests.test_security import concrete, routes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "triage"
@@ -180,7 +181,12 @@ def test_production_values_render_ingress_autoscaling_policies_and_monitoring(
 def test_the_default_values_hold_no_secret() -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert defaults["existingSecret"] == ""
-    assert defaults["secret"] == {"secretKey": "", "databaseUrl": "", "redisUrl": ""}
+    assert defaults["secret"] == {
+        "secretKey": "",
+        "databaseUrl": "",
+        "redisUrl": "",
+        "metricsToken": "",
+    }
 
 
 def test_rendering_without_any_secret_source_fails_with_a_clear_message() -> None:
@@ -366,6 +372,30 @@ def test_ingress_hosts_become_allowed_hosts_csrf_origins_and_the_base_url(
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+def routed(ingress: Manifest, path: str) -> bool:
+    """Whether any rule sends `path` to triage, the way Kubernetes defines path types."""
+    for rule in ingress["spec"]["rules"]:
+        for entry in rule["http"]["paths"]:
+            prefix = entry["path"].rstrip("/")
+            if entry["pathType"] == "Exact" and path == entry["path"]:
+                return True
+            if entry["pathType"] == "Prefix" and (path == prefix or path.startswith(prefix + "/")):
+                return True
+    return False
+
+
+def test_the_ingress_routes_every_page_but_not_metrics(production_docs: list[Manifest]) -> None:
+    ingress = one(production_docs, "Ingress")
+    pages = [concrete(route) for route in routes() if route != "metrics"]
+    assert [page for page in pages if not routed(ingress, page)] == []
+    assert routed(ingress, "/static/triage.css")
+    for path in ("/metrics", "/metrics/", "/metrics/x"):
+        assert not routed(ingress, path)
+    # Traefik matches Prefix paths as plain string prefixes: none may start /metrics.
+    prefixes = [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    assert not [p for p in prefixes if p != "/" and "/metrics".startswith(p)]
+
+
 def test_behind_the_ingress_rate_limits_see_the_clients_address(
     default_docs: list[Manifest], production_docs: list[Manifest]
 ) -> None:
@@ -412,6 +442,15 @@ def test_the_configmap_carries_the_non_secret_settings(default_docs: list[Manife
             {"configMapRef": {"name": "triage"}},
             {"secretRef": {"name": "triage"}},
         ], name
+
+
+def test_the_lifetime_of_notification_links_is_a_chart_value() -> None:
+    default = one(manifests(REQUIRED), "ConfigMap", "triage")["data"]
+    assert default["ACTION_LINK_MAX_AGE"] == "86400"
+    shorter = with_values(REQUIRED, config__actionLinkMaxAge=3600)
+    assert one(manifests(shorter), "ConfigMap", "triage")["data"]["ACTION_LINK_MAX_AGE"] == "3600"
+    with pytest.raises(helm_python.HelmValuesError):
+        render(with_values(REQUIRED, config__actionLinkMaxAge=10))
 
 
 def test_django_finds_nothing_to_warn_about_in_the_production_settings(
@@ -557,7 +596,49 @@ def test_service_monitor_scrapes_the_web_metrics_as_job_triage_web(
     assert endpoint["relabelings"] == [
         {"action": "replace", "targetLabel": "job", "replacement": "triage-web"}
     ]
-    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "relabelings"}
+    assert set(endpoint) <= {
+        "port",
+        "path",
+        "interval",
+        "scrapeTimeout",
+        "relabelings",
+        "authorization",
+    }
+
+
+# The prometheus-operator's SafeAuthorization: a Secret key in the monitor's namespace.
+def bearer_from(secret: str) -> dict[str, Any]:
+    return {"type": "Bearer", "credentials": {"name": secret, "key": "METRICS_TOKEN"}}
+
+
+def test_production_scrapes_with_the_metrics_token_of_the_existing_secret(
+    production_docs: list[Manifest],
+) -> None:
+    [endpoint] = one(production_docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == bearer_from("triage-secrets")
+
+
+def test_a_metrics_token_value_goes_into_the_chart_secret_and_the_service_monitor() -> None:
+    token = "test-only-" + "m" * 40
+    docs = manifests(
+        with_values(REQUIRED, secret__metricsToken=token, metrics__serviceMonitor__enabled=True)
+    )
+    assert one(docs, "Secret", "triage")["stringData"]["METRICS_TOKEN"] == token
+    [endpoint] = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == bearer_from("triage")
+
+
+def test_without_a_metrics_token_the_service_monitor_sends_none() -> None:
+    docs = manifests(with_values(REQUIRED, metrics__serviceMonitor__enabled=True))
+    assert "METRICS_TOKEN" not in one(docs, "Secret", "triage")["stringData"]
+    [endpoint] = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert "authorization" not in endpoint
+
+
+def test_asking_for_a_metrics_token_without_giving_one_fails_clearly() -> None:
+    values = with_values(REQUIRED, metrics__bearerToken=True)
+    with pytest.raises(helm_python.HelmError, match=r"set secret\.metricsToken"):
+        render(values)
 
 
 def test_prometheus_rule_embeds_the_rules_file_with_absolute_runbook_links(

@@ -4,6 +4,9 @@ row numbers, dry runs, all-or-nothing, and re-runs that import nothing twice."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
@@ -15,6 +18,7 @@ from redis import Redis
 
 from incidents.models import EventKind, Incident, Service, Status
 from tests.factories import ServiceFactory
+from tests.processes import ROOT, app_env
 
 pytestmark = pytest.mark.django_db
 
@@ -238,3 +242,67 @@ def test_an_unknown_default_service_is_refused(tmp_path: Path, db: None) -> None
 def test_a_missing_file_is_refused(tmp_path: Path, web: Service) -> None:
     with pytest.raises(CommandError, match="Cannot read"):
         run(tmp_path / "missing.csv", "--service", "web")
+
+
+# --- bounded input --------------------------------------------------------------
+
+
+def test_an_endless_file_is_refused_at_once_without_hanging(web: Service) -> None:
+    # Before, the command read /dev/zero until memory ran out.
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "import_incidents", "/dev/zero", "--format", "csv"],
+        cwd=ROOT,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "/dev/zero is larger than 10,485,760 bytes; nothing was imported." in result.stderr
+    assert "--max-bytes" in result.stderr
+    assert time.monotonic() - started < 60
+    assert not Incident.objects.exists()
+
+
+def test_a_file_over_the_limit_imports_nothing(tmp_path: Path, web: Service) -> None:
+    path = write(tmp_path, "legacy.csv", LEGACY_CSV)
+    size = path.stat().st_size
+    with pytest.raises(CommandError, match=f"larger than {size - 1:,} bytes; nothing"):
+        run(path, "--service", "web", "--max-bytes", size - 1)
+    assert not Incident.objects.exists()
+
+    run(path, "--service", "web", "--max-bytes", size)  # exactly the limit is fine
+    assert Incident.objects.count() == 3
+
+
+def test_a_real_export_over_ten_megabytes_is_refused_by_default(
+    tmp_path: Path, web: Service
+) -> None:
+    header, first_row, _ = LEGACY_CSV.split("\n", 2)
+    rows = "\n".join(first_row.replace("101,", f"{number},", 1) for number in range(1, 120_000))
+    path = write(tmp_path, "big.csv", f"{header}\n{rows}\n")
+    assert path.stat().st_size > 10 * 1024 * 1024
+    with pytest.raises(CommandError, match="larger than 10,485,760 bytes"):
+        run(path, "--service", "web")
+    assert not Incident.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("id,title\n1," + "x" * 200_000 + "\n", "CSV file cannot be read"),
+    ],
+)
+def test_hostile_contents_within_the_limit_are_refused_clearly(
+    tmp_path: Path, web: Service, text: str, message: str
+) -> None:
+    name = "hostile.json" if text.startswith("[") else "hostile.csv"
+    with pytest.raises(CommandError, match=message):
+        run(write(tmp_path, name, text), "--service", "web")
+
+
+def test_a_limit_below_one_byte_is_refused(tmp_path: Path, web: Service) -> None:
+    with pytest.raises(CommandError, match="--max-bytes must be at least 1"):
+        run(write(tmp_path, "legacy.csv", LEGACY_CSV), "--max-bytes", "0")

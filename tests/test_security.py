@@ -9,18 +9,22 @@ route that nobody has made an access decision for fails
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core import signing
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from redis import Redis
+from time_machine import TimeMachineFixture
 
 from incidents.models import Service
 from incidents.tokens import NewToken
-from tests.factories import IncidentFactory
+from tests.factories import IncidentFactory, UserFactory
 from tests.processes import app_env, check_deploy
+from triage import ratelimit
 
 pytestmark = pytest.mark.django_db
 
@@ -32,10 +36,12 @@ pytestmark = pytest.mark.django_db
 #   key     monitoring senders with an integration key in the URL or body
 #   staff   logged-in staff only
 #   admin   Django admin: staff only, its own login redirect
+#   scrape  Prometheus: open while METRICS_TOKEN is unset (the default); once it
+#           is set, only requests bearing it, whoever is logged in
 ACCESS: dict[str, tuple[str, str]] = {
     "healthz": ("GET", "public"),
     "readyz": ("GET", "public"),
-    "metrics": ("GET", "public"),
+    "metrics": ("GET", "scrape"),
     "admin/login/": ("GET", "public"),
     "admin/": ("GET", "admin"),
     "login": ("GET", "public"),
@@ -78,6 +84,7 @@ ACCESS: dict[str, tuple[str, str]] = {
     "oncall": ("GET", "login"),
     "oncall/<slug:slug>.ics": ("GET", "token"),  # calendar apps: ?token=
     "oncall/people/<str:username>.ics": ("GET", "token"),
+    "a/<str:token>": ("GET", "public"),  # a signed link from a notification acts for its person
     "account/notifications": ("GET", "login"),
     "account/notifications/<int:pk>/test": ("POST", "login"),
     "account/notifications/<int:pk>/delete": ("POST", "login"),
@@ -153,8 +160,35 @@ def test_anonymous_visitors_reach_only_public_routes(
         assert sent_to_login(response), (route, response.status_code)
     elif kind in ("token", "either"):
         assert response.status_code == 401 or sent_to_login(response), (route, response)
+    elif kind == "scrape":  # no METRICS_TOKEN in the test settings
+        assert response.status_code == 200, route
     else:  # key: no valid key, nothing done
         assert response.status_code in (400, 401), (route, response.status_code)
+
+
+@pytest.mark.parametrize("route", sorted(r for r, (_, k) in ACCESS.items() if k == "scrape"))
+def test_with_a_metrics_token_only_its_bearer_may_scrape(
+    route: str, alice_client: Client, root: User, settings: Any, redis: Redis
+) -> None:
+    settings.METRICS_TOKEN = "scrape-token-" + "s" * 30
+    staff = Client()
+    staff.force_login(root)
+    path = concrete(route)
+    refused = [
+        Client().get(path),
+        alice_client.get(path),
+        staff.get(path),  # a session is not the token, not even staff's
+        Client().get(path, headers={"Authorization": "Bearer wrong"}),
+        Client().get(path, headers={"Authorization": f"Basic {settings.METRICS_TOKEN}"}),
+        Client().get(path, headers={"Authorization": f"Bearer {settings.METRICS_TOKEN}x"}),
+    ]
+    for response in refused:
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"].startswith("Bearer")
+        assert "triage_open_incidents" not in response.content.decode()
+    scraped = Client().get(path, headers={"Authorization": f"Bearer {settings.METRICS_TOKEN}"})
+    assert scraped.status_code == 200
+    assert "triage_open_incidents" in scraped.content.decode()
 
 
 @pytest.mark.parametrize("route", sorted(r for r, (_, k) in ACCESS.items() if k != "public"))
@@ -242,6 +276,220 @@ def test_password_guessing_is_slowed_per_address_and_per_account(
     welcome = client.post("/login", {"username": "alice", "password": "correct horse"})
     assert welcome.status_code == 302
     assert client.session["_auth_user_id"] == str(alice.pk)
+
+
+BOB_LOOKALIKES = [
+    "\uff42\uff4f\uff42",  # fullwidth
+    "\U0001d41b\U0001d428\U0001d41b",  # mathematical bold
+    "\u24d1\u24de\u24d1",  # circled
+]
+
+
+@pytest.fixture
+def quick_passwords(settings: Any) -> None:
+    """A cheap hasher: these tests log in dozens of times, and PBKDF2's cost is
+    not what they are about."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def bob(db: None, quick_passwords: None) -> User:
+    user = UserFactory(username="bob")
+    user.set_password("bobs password")
+    user.save()
+    return user
+
+
+def logged_in(browser: Client, username: str, password: str, path: str = "/login") -> bool:
+    """Log in through the form (and out again, the session ending as it would
+    overnight), leaving the browser with whatever cookies that gave it."""
+    response = browser.post(path, {"username": username, "password": password})
+    if response.status_code != 302 or "_auth_user_id" not in browser.session:
+        return False
+    browser.post("/logout")
+    return True
+
+
+def attempt(browser: Client, username: str, password: str, path: str = "/login") -> int:
+    return int(browser.post(path, {"username": username, "password": password}).status_code)
+
+
+@pytest.mark.parametrize("addresses", ["one", "several behind the proxy"])
+def test_a_flood_of_guesses_does_not_lock_a_person_out_of_their_usual_browser(
+    addresses: str, bob: User, settings: Any, redis: Redis, one_window: None
+) -> None:
+    settings.LOGIN_RATE_LIMIT = 3
+    settings.TRUSTED_PROXIES = 1
+    # Bob's usual browser, and an attacker behind the same office address.
+    usual = Client(headers={"X-Forwarded-For": "203.0.113.5"})
+    assert logged_in(usual, "bob", "bobs password")
+
+    def attacker(i: int) -> Client:
+        source = "203.0.113.5" if addresses == "one" else f"198.51.100.{i}"
+        return Client(headers={"X-Forwarded-For": source})
+
+    guesses = [attempt(attacker(i), "bob", f"guess{i}") for i in range(6)]
+    assert guesses == [200, 200, 200, 429, 429, 429]
+
+    # Bob at his usual browser logs in all the same, and still can later on.
+    assert logged_in(usual, "bob", "bobs password")
+    assert attempt(attacker(9), "bob", "guess9") == 429
+    assert logged_in(usual, "bob", "bobs password")
+    # The trade-off: bob at a browser he never used is throttled with the attacker
+    # until the window ends, as is a new browser's correct password for anyone.
+    assert attempt(Client(headers={"X-Forwarded-For": "192.0.2.44"}), "bob", "bobs password") == 429
+
+    # What bob's browser holds: out of reach of scripts and other sites, for months.
+    settings.SECURE_COOKIES = True
+    assert logged_in(usual, "bob", "bobs password")
+    device = usual.cookies["triage_device"]
+    assert device["httponly"]
+    assert device["secure"]
+    assert device["samesite"] == "Lax"
+    assert device["path"] == "/"
+    assert device["max-age"] == 180 * 24 * 3600
+
+
+def test_a_flood_does_not_lock_the_admin_out_of_the_admin(
+    root: User, quick_passwords: None, settings: Any, redis: Redis, one_window: None
+) -> None:
+    settings.LOGIN_RATE_LIMIT = 3
+    root.set_password("root password")
+    root.save()
+    usual = Client()
+    assert logged_in(usual, "root", "root password", "/admin/login/")
+    attacker = Client()  # the same address as the admin's browser
+    guesses = [attempt(attacker, "root", f"guess{i}", "/admin/login/") for i in range(5)]
+    assert guesses == [200, 200, 200, 429, 429]
+
+    response = usual.post("/admin/login/", {"username": "root", "password": "root password"})
+    assert response.status_code == 302
+    assert usual.session["_auth_user_id"] == str(root.pk)
+    assert usual.get("/admin/").status_code == 200
+    assert (
+        attempt(Client(REMOTE_ADDR="192.0.2.45"), "root", "root password", "/admin/login/") == 429
+    )
+
+
+def test_a_trusted_browser_has_a_small_budget_of_its_own(
+    bob: User, settings: Any, redis: Redis, one_window: None
+) -> None:
+    # Someone who copied bob's device cookie cannot guess on for ever with it.
+    settings.LOGIN_RATE_LIMIT = 10
+    settings.LOGIN_DEVICE_LIMIT = 2
+    usual = Client()
+    assert logged_in(usual, "bob", "bobs password")
+    guesses = [attempt(usual, "bob", f"guess{i}") for i in range(3)]
+    assert guesses == [200, 200, 429]
+    assert attempt(usual, "bob", "bobs password") == 429
+    # Those failures were the device's: bob elsewhere is not held back by them.
+    assert logged_in(Client(REMOTE_ADDR="192.0.2.46"), "bob", "bobs password")
+
+
+def test_successful_logins_spend_no_budget(
+    bob: User, settings: Any, redis: Redis, one_window: None
+) -> None:
+    settings.LOGIN_RATE_LIMIT = 3
+    settings.LOGIN_DEVICE_LIMIT = 3
+    # New browsers (counted per address and per username), then one browser
+    # again and again (counted per device): 20 logins in one window.
+    assert all(logged_in(Client(), "bob", "bobs password") for _ in range(10))
+    usual = Client()
+    assert all(logged_in(usual, "bob", "bobs password") for _ in range(10))
+
+    for browser in (Client(), usual):
+        wrong = browser.post("/login", {"username": "bob", "password": "not it"})
+        assert wrong.status_code == 200
+        assert "Please enter a correct username and password" in wrong.content.decode()
+
+
+@pytest.mark.parametrize("lookalike", BOB_LOOKALIKES)
+def test_lookalike_usernames_share_the_accounts_brake(
+    lookalike: str, bob: User, settings: Any, redis: Redis, one_window: None
+) -> None:
+    settings.LOGIN_RATE_LIMIT = 3
+    # Django's form normalises the name (NFKC): the lookalike *is* bob.
+    assert logged_in(Client(REMOTE_ADDR="192.0.2.1"), lookalike, "bobs password")
+
+    guesses = [attempt(Client(REMOTE_ADDR=f"198.51.100.{i}"), "bob", "x") for i in range(3)]
+    assert guesses == [200, 200, 200]
+    assert attempt(Client(REMOTE_ADDR="192.0.2.2"), lookalike, "bobs password") == 429
+    # And guesses spelled any of these ways are counted for bob in the first place.
+    redis.flushdb()
+    for i, spelling in enumerate(BOB_LOOKALIKES):
+        assert attempt(Client(REMOTE_ADDR=f"198.51.100.{i}"), spelling, "x") == 200
+    assert attempt(Client(REMOTE_ADDR="192.0.2.3"), "bob", "bobs password") == 429
+
+
+def test_a_forged_expired_or_someone_elses_device_cookie_earns_nothing(
+    bob: User,
+    alice: User,
+    settings: Any,
+    redis: Redis,
+    time_machine: TimeMachineFixture,
+) -> None:
+    settings.LOGIN_RATE_LIMIT = 3
+    alice.set_password("alices password")
+    alice.save()
+    now = datetime(2026, 11, 23, 3, 0, 10, tzinfo=UTC)
+    # A cookie bob's browser got 181 days ago (DEVICE_COOKIE_AGE is 180 days).
+    time_machine.move_to(now - timedelta(days=181), tick=False)
+    stale = Client()
+    assert logged_in(stale, "bob", "bobs password")
+    time_machine.move_to(now, tick=False)
+    alices = Client()
+    assert logged_in(alices, "alice", "alices password")
+    usual = Client()
+    assert logged_in(usual, "bob", "bobs password")
+    genuine = usual.cookies["triage_device"].value
+
+    for i in range(3):
+        assert attempt(Client(REMOTE_ADDR=f"198.51.100.{i}"), "bob", "x") == 200
+
+    payload = signing.loads(genuine, salt="triage.auth.device")
+    forgeries = {
+        "alice's device, bob's name": alices.cookies["triage_device"].value,
+        "expired": stale.cookies["triage_device"].value,
+        "altered": genuine[:-3] + ("AAA" if not genuine.endswith("AAA") else "BBB"),
+        "signed with another key": signing.dumps(
+            payload, key="not-our-secret", salt="triage.auth.device"
+        ),
+        "signed for something else": signing.dumps(payload),
+        "not a device": signing.dumps("bob", salt="triage.auth.device"),
+    }
+    for what, value in forgeries.items():
+        browser = Client(REMOTE_ADDR="192.0.2.9")
+        browser.cookies["triage_device"] = value
+        assert attempt(browser, "bob", "bobs password") == 429, what
+        assert attempt(browser, "bob", "bobs password", "/admin/login/") == 429, what
+    # The genuine one still works, at both doors.
+    assert logged_in(usual, "bob", "bobs password")
+    assert logged_in(usual, "bob", "bobs password", "/admin/login/")
+
+
+def test_usernames_the_form_refuses_count_only_against_the_address(
+    bob: User, settings: Any, redis: Redis, one_window: None
+) -> None:
+    settings.LOGIN_RATE_LIMIT = 3
+    for username in ("", "b\x00b", "b" * 151):
+        response = Client().post("/login", {"username": username, "password": "x"})
+        assert response.status_code == 200
+    assert attempt(Client(REMOTE_ADDR="192.0.2.10"), "bob", "bobs password") == 302
+    assert attempt(Client(), "bob", "bobs password") == 429
+
+
+def test_a_refund_never_outlives_its_window(redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
+    verdict = ratelimit.hit("login-user", "bob", limit=3, window=60, now=1_000_000.0)
+    ratelimit.refund(verdict)
+    assert redis.get(verdict.counted) == b"0"
+    redis.delete(verdict.counted)  # the window ended
+    ratelimit.refund(verdict)
+    assert not redis.exists(verdict.counted)  # not a -1 budget without expiry
+    unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    ratelimit.refund(verdict, connection=unreachable)
+    assert "refund skipped" in caplog.text
+    # What hit() answers while Redis is down: nothing was counted, nothing to give back.
+    ratelimit.refund(ratelimit.Verdict(allowed=True, count=0, limit=1, retry_after=0))
 
 
 def test_public_pages_share_a_budget_per_address(

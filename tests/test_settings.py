@@ -71,3 +71,26 @@ def test_an_unreadable_secret_file_is_named(tmp_path: Path) -> None:
     result = start_with(SECRET_KEY_FILE=str(tmp_path / "missing"))
     assert result.returncode != 0
     assert "SECRET_KEY_FILE" in result.stderr
+
+
+def test_the_metrics_token_can_come_from_a_mounted_file(tmp_path: Path) -> None:
+    token = tmp_path / "metrics_token"
+    token.write_text("metrics-token-from-a-file\n")
+    env = {**os.environ, "METRICS_TOKEN_FILE": str(token)}
+    env.pop("METRICS_TOKEN", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; print(repr(settings.METRICS_TOKEN))",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("'metrics-token-from-a-file'")

@@ -1,38 +1,140 @@
-"""Logging in, with a brake on password guessing.
+"""Logging in, with a brake on password guessing that cannot lock a person out.
 
-Each client address may try ``LOGIN_RATE_LIMIT`` times per
-``LOGIN_RATE_WINDOW`` seconds, and so may each username (whatever the
-address), so neither one machine guessing many accounts nor many machines
-guessing one account gets far. Over the limit the form answers 429 with
-``Retry-After`` and checks no password at all.
+The brake follows OWASP's device cookies ("Slow Down Online Guessing Attacks
+with Device Cookies"). A browser that has logged in as someone gets a signed
+device cookie naming that person. An attempt for that same person from that
+browser is *trusted*: it is counted only against the device's own budget,
+``LOGIN_DEVICE_LIMIT`` failures per ``LOGIN_RATE_WINDOW``, after which that
+device is refused until the window ends. Every other attempt is *untrusted*
+and counted per client address and per username, ``LOGIN_RATE_LIMIT`` each per
+``LOGIN_RATE_WINDOW``. So someone flooding ``bob`` with guesses throttles
+every untrusted attempt for bob — bob's own included if he tries from a new
+browser, the price of the brake — but not bob at the browser he always uses.
+
+Over a limit the form answers 429 with ``Retry-After`` and checks no password.
+A successful login gives its counts back: only failures spend a budget.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from triage import ratelimit
 
+DEVICE_COOKIE = "triage_device"
+_DEVICE_SALT = "triage.auth.device"
+
+
+def login_name(form: Form) -> str | None:
+    """The username the form's attempt would authenticate as, or None when
+    the form would refuse it before any password is checked (empty, too long,
+    a NUL character).
+
+    This is the login form's own username field at work (strip, then NFKC,
+    as Django's UsernameField does) and then ``normalize_username`` (NFKC
+    again, as the user model stores names), so ``bob`` written in fullwidth,
+    mathematical bold or circled letters comes out as ``bob``: exactly the
+    string ModelBackend then looks up.
+    """
+    field = form.fields["username"]
+    raw = field.widget.value_from_datadict(form.data, form.files, form.add_prefix("username"))
+    try:
+        cleaned = field.clean(raw)
+    except ValidationError:
+        return None
+    return str(get_user_model().normalize_username(cleaned))
+
+
+def brake_key(name: str) -> str:
+    """The per-username counter's key for an attempt at ``name`` (from
+    ``login_name``).
+
+    ModelBackend finds the user with ``get_by_natural_key``, an exact,
+    case-sensitive match in PostgreSQL, so the strings that log in as bob are
+    exactly those whose ``login_name`` is ``bob``, and keying on ``login_name``
+    alone would already give them all one counter. The key is casefolded on
+    top: ``BOB`` cannot log in as bob, but guesses at it share bob's counter
+    all the same, so the brake stays whole should lookups ever ignore case (a
+    case-insensitive collation or backend), at the cost of ``Bob`` and ``bob``
+    sharing a budget if both accounts exist.
+    """
+    return name.casefold()
+
+
+def trusted_device(request: HttpRequest, name: str | None) -> str | None:
+    """The nonce of the request's device cookie when it is valid (signed by
+    us, not older than ``DEVICE_COOKIE_AGE``) and was given for ``name``;
+    otherwise None: the attempt is untrusted."""
+    value = request.COOKIES.get(DEVICE_COOKIE)
+    if not value or name is None:
+        return None
+    try:
+        device = signing.loads(value, salt=_DEVICE_SALT, max_age=settings.DEVICE_COOKIE_AGE)
+    except signing.BadSignature:  # tampered, forged or expired
+        return None
+    if not isinstance(device, dict) or device.get("user") != name:
+        return None
+    nonce = device.get("nonce")
+    return nonce if isinstance(nonce, str) else None
+
+
+def give_device_cookie(response: HttpResponse, user: AbstractBaseUser) -> None:
+    """A fresh device cookie for the browser that just logged in as ``user``
+    (a new nonce each time, which also starts the device's budget afresh)."""
+    value = signing.dumps(
+        {"user": user.get_username(), "nonce": secrets.token_urlsafe(16)}, salt=_DEVICE_SALT
+    )
+    response.set_cookie(
+        DEVICE_COOKIE,
+        value,
+        max_age=settings.DEVICE_COOKIE_AGE,
+        path="/",
+        secure=settings.SECURE_COOKIES,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def count_attempt(request: HttpRequest, name: str | None) -> list[ratelimit.Verdict]:
+    """Count one login attempt where it belongs (see the module docstring)."""
+    window = settings.LOGIN_RATE_WINDOW
+    nonce = trusted_device(request, name)
+    if nonce is not None:
+        return [
+            ratelimit.hit("login-device", nonce, limit=settings.LOGIN_DEVICE_LIMIT, window=window)
+        ]
+    limits = {"limit": settings.LOGIN_RATE_LIMIT, "window": window}
+    verdicts = [ratelimit.hit("login-address", ratelimit.client_ip(request), **limits)]
+    if name is not None:
+        verdicts.append(ratelimit.hit("login-user", brake_key(name), **limits))
+    return verdicts
+
 
 class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
+    counted: list[ratelimit.Verdict]  # this attempt's counts, given back on success
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        username = str(request.POST.get("username", "")).strip().lower()[:150]
-        limits = {"limit": settings.LOGIN_RATE_LIMIT, "window": settings.LOGIN_RATE_WINDOW}
-        verdicts = [ratelimit.hit("login-address", ratelimit.client_ip(request), **limits)]
-        if username:
-            verdicts.append(ratelimit.hit("login-user", username, **limits))
-        refused = [verdict for verdict in verdicts if not verdict.allowed]
+        form = self.get_form()
+        # Counted before the password is checked, and given back after a
+        # success: concurrent guesses each take a slot first, so no more than
+        # the limit can ever be checked in a window.
+        self.counted = count_attempt(request, login_name(form))
+        refused = [verdict for verdict in self.counted if not verdict.allowed]
         if not refused:
             return super().post(request, *args, **kwargs)
         wait = max(verdict.retry_after for verdict in refused)
-        form = self.get_form()
         form.errors.clear()
         form.add_error(
             None,
@@ -40,6 +142,13 @@ class LoginView(auth_views.LoginView):
         )
         response = self.render_to_response(self.get_context_data(form=form), status=429)
         response["Retry-After"] = str(wait)
+        return response
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        for verdict in self.counted:
+            ratelimit.refund(verdict)
+        give_device_cookie(response, form.get_user())
         return response
 
 

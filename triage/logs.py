@@ -12,10 +12,14 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls.resolvers import RoutePattern
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -30,6 +34,98 @@ access_log = logging.getLogger("triage.access")
 # A client-supplied request id is echoed only when it is short and plain, so
 # it cannot inject anything into logs.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+# --- secrets in URL paths ------------------------------------------------------
+# Integration keys travel in the path (/integrations/heartbeat/<key>) because
+# some senders can only be given a URL. Every path that reaches a log line is
+# scrubbed here, whatever the method or status and whoever logs it (our access
+# log, django.request's "Not Found: /…", runserver, gunicorn), so a key never
+# depends on a view running to be hidden. The shapes come from the URL
+# configuration: any route parameter named below is a secret, so a new keyed
+# route is scrubbed without touching this file.
+SECRET_PARAMETERS = frozenset({"key", "token"})
+# What is left of a secret: as many characters as the integrations page shows
+# to tell keys apart (integrations.keys.PREFIX_LENGTH), then an ellipsis.
+_KEPT = 8
+# A path segment as it appears inside a log line: it ends at the next slash,
+# at white space, or at a quote, query or fragment character.
+_SEGMENT = r"[^/\s\"'?#]+"
+_ROUTE_PARAMETER = re.compile(r"<(?:[^>:]+:)?(?P<name>[^>]+)>")
+# Per URL conf. Two threads may both derive it once: the result is the same,
+# and no lock means a line logged while the URL conf loads cannot deadlock.
+_routes: dict[str, tuple[re.Pattern[str], ...]] = {}
+
+
+def _secret_regex(route: str) -> re.Pattern[str] | None:
+    """A regex finding `route` anywhere in a text, with the secret as `secret`.
+
+    Slashes may be doubled and letters may differ in case: the URL resolver
+    refuses those paths with a 404, but the 404 is logged too.
+    """
+    parts = [r"/+"]
+    position = 0
+    for parameter in _ROUTE_PARAMETER.finditer(route):
+        literal = route[position : parameter.start()]
+        parts.append(r"/+".join(re.escape(piece) for piece in literal.split("/")))
+        if parameter["name"] in SECRET_PARAMETERS:
+            parts.append(f"(?P<secret>{_SEGMENT})")
+            return re.compile("(?P<head>" + "".join(parts[:-1]) + ")" + parts[-1], re.IGNORECASE)
+        parts.append(_SEGMENT)
+        position = parameter.end()
+    return None
+
+
+def _walk(patterns: Iterable[URLPattern | URLResolver], prefix: str) -> Iterable[str]:
+    for pattern in patterns:
+        if not isinstance(pattern.pattern, RoutePattern):
+            continue  # regex routes carry no secrets (test_logs checks)
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, route)
+        else:
+            yield route
+
+
+def secret_routes() -> tuple[re.Pattern[str], ...]:
+    """The regexes of every route with a secret parameter, derived once per URL conf."""
+    if not apps.ready:
+        return ()  # nothing is served, so no path is logged, before the apps load
+    resolver = get_resolver()
+    urlconf = str(resolver.urlconf_name)
+    found = _routes.get(urlconf)
+    if found is None:
+        try:
+            routes = list(_walk(resolver.url_patterns, ""))
+        except ImproperlyConfigured:
+            return ()  # logged while the URL conf itself is being imported
+        found = tuple(
+            regex for regex in map(_secret_regex, dict.fromkeys(routes)) if regex is not None
+        )
+        _routes[urlconf] = found
+    return found
+
+
+def _masked(match: re.Match[str]) -> str:
+    return match["head"] + match["secret"][:_KEPT] + "…"
+
+
+def scrub(text: str) -> str:
+    """`text` with the secret of every keyed URL path in it cut to a short prefix."""
+    if "/" not in text:
+        return text
+    for regex in secret_routes():
+        text = regex.sub(_masked, text)
+    return text
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs a record's message in place, for handlers whose formatter is not ours (gunicorn)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        return True
 
 
 class ContextFilter(logging.Filter):
@@ -55,6 +151,10 @@ class JsonFormatter(_BaseJsonFormatter):
         seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         return f"{seconds}.{int(record.msecs):03d}Z"
 
+    def format(self, record: logging.LogRecord) -> str:
+        # Last step, so the message, every extra field and any traceback are covered.
+        return scrub(super().format(record))
+
 
 # Attributes every LogRecord has; anything else was passed in `extra=`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -74,7 +174,7 @@ class ConsoleFormatter(logging.Formatter):
             line = f"{line}  {extras}"
         if record.exc_info:
             line = f"{line}\n{self.formatException(record.exc_info)}"
-        return line
+        return scrub(line)
 
 
 class RequestLogMiddleware:
@@ -93,14 +193,17 @@ class RequestLogMiddleware:
             response["X-Request-ID"] = request_id
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             # The query string is left out on purpose: it may carry tokens.
+            # The path is scrubbed here too, so the record itself holds no
+            # key, whichever handler or formatter it reaches.
+            path = scrub(request.path)
             access_log.info(
                 "%s %s %s",
                 request.method,
-                request.path,
+                path,
                 response.status_code,
                 extra={
                     "method": request.method,
-                    "path": request.path,
+                    "path": path,
                     "status": response.status_code,
                     "duration_ms": duration_ms,
                 },

@@ -19,9 +19,11 @@ whichever process or pod happens to answer the scrape.
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Callable, Iterable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -65,9 +67,28 @@ class _ProcessRegistry(Collector):
         return REGISTRY.collect()
 
 
+def _authorized(request: HttpRequest) -> bool:
+    """True when no METRICS_TOKEN is set, or the request carries it as a bearer token."""
+    expected: str = settings.METRICS_TOKEN
+    if not expected:
+        return True
+    kind, _, given = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest takes the same time wherever the strings differ, so the
+    # token cannot be guessed one character at a time from response times.
+    return kind.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    )
+
+
 @never_cache
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _authorized(request):
+        response = HttpResponse(
+            "A bearer token is required (METRICS_TOKEN).\n", status=401, content_type="text/plain"
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="triage metrics"'
+        return response
     return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,12 +1,17 @@
 """Fixed-window rate limits counted in Redis, for everything that takes
 requests from outside: integration keys (Alertmanager, Events API v2,
-heartbeats) and the public report form.
+heartbeats), the public pages and report form, and logging in.
 
 Keys: ``triage:ratelimit:<scope>:<client>:<window number>`` — one integer per
 client and window, incremented on every attempt. It gets its expiry (one
 second past the end of its window) in the same Lua call that creates it, so a
 crash can never leave a counter that blocks a client for good; Redis holds at
 most about one window per active client.
+
+An attempt that turns out not to need counting (a login that succeeded) is
+given back with ``refund``: counting first and refunding after keeps the
+count exact under concurrent attempts, which checking first and counting after
+would not (many attempts could all see room and all go ahead).
 
 When Redis is flushed or restarted every client starts a fresh window: at
 worst a sender gets one extra window's allowance, and nothing else is lost.
@@ -39,6 +44,14 @@ if count == 1 then
 end
 return count
 """
+# Only a counter that still exists is decremented: DECR on a key that expired
+# meanwhile would create one at -1 with no expiry, a budget that never ends.
+_REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class Verdict:
     count: int  # attempts in this window, this one included (0 when Redis was down)
     limit: int
     retry_after: int  # whole seconds until the window ends (0 when allowed)
+    counted: str = ""  # the Redis key this attempt was counted in ("" when Redis was down)
 
 
 def key(scope: str, client: str, number: int) -> str:
@@ -69,7 +83,8 @@ def hit(
     try:
         redis = connection if connection is not None else get_redis_connection("default")
         script = redis.register_script(_INCREMENT)
-        count = int(script(keys=[key(scope, client, number)], args=[window + 1]))
+        counted = key(scope, client, number)
+        count = int(script(keys=[counted], args=[window + 1]))
     except RedisError as exc:
         logger.warning(
             "rate limit %s not checked, Redis is unavailable: %s",
@@ -79,9 +94,23 @@ def hit(
         )
         return Verdict(allowed=True, count=0, limit=limit, retry_after=0)
     if count <= limit:
-        return Verdict(allowed=True, count=count, limit=limit, retry_after=0)
+        return Verdict(allowed=True, count=count, limit=limit, retry_after=0, counted=counted)
     retry_after = max(1, math.ceil((number + 1) * window - now))
-    return Verdict(allowed=False, count=count, limit=limit, retry_after=retry_after)
+    return Verdict(
+        allowed=False, count=count, limit=limit, retry_after=retry_after, counted=counted
+    )
+
+
+def refund(verdict: Verdict, *, connection: Any = None) -> None:
+    """Give back the attempt ``verdict`` counted, if its window is still open."""
+    if not verdict.counted:
+        return
+    try:
+        redis = connection if connection is not None else get_redis_connection("default")
+        redis.register_script(_REFUND)(keys=[verdict.counted])
+    except RedisError as exc:
+        # The attempt stays counted: at worst one more in this window.
+        logger.warning("rate limit refund skipped, Redis is unavailable: %s", exc)
 
 
 def client_ip(request: HttpRequest) -> str:

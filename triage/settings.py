@@ -238,6 +238,10 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Probes hit /healthz and /readyz over plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# A bearer token GET /metrics then requires (Prometheus sends it). Production
+# should set one: the figures tell open incidents, pages sent and failed, and
+# which admin pages were visited. Empty: /metrics is open, as in development.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -377,8 +381,18 @@ OUTBOUND_ALLOW = env_list("OUTBOUND_ALLOW", [])
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
 LOGIN_RATE_LIMIT = env_int("LOGIN_RATE_LIMIT", 10, minimum=1)
 LOGIN_RATE_WINDOW = env_int("LOGIN_RATE_WINDOW", 300, minimum=1)
+# A browser that logged in as someone before carries a signed device cookie
+# for them (triage.auth): its attempts for that person skip the limits above
+# and have a budget of their own, so nobody can lock a person out of it.
+LOGIN_DEVICE_LIMIT = env_int("LOGIN_DEVICE_LIMIT", 5, minimum=1)
+DEVICE_COOKIE_AGE = env_int("DEVICE_COOKIE_AGE", 180 * 24 * 3600, minimum=1)
 PUBLIC_RATE_LIMIT = env_int("PUBLIC_RATE_LIMIT", 120, minimum=1)
 PUBLIC_RATE_WINDOW = env_int("PUBLIC_RATE_WINDOW", 60, minimum=1)
+
+# Signed Acknowledge / Resolve / Escalate links in every page's message
+# (paging.links): seconds a link works after it was sent. A link also stops
+# working once its incident is resolved, and each one works once.
+ACTION_LINK_MAX_AGE = env_int("ACTION_LINK_MAX_AGE", 24 * 3600, minimum=60)
 
 # --- Integrations: ingest keys, the /v1 API, the MCP server (integrations app) ---
 # django-ninja's own app serves the /v1/docs page's Swagger UI from our static

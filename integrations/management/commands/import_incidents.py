@@ -33,6 +33,12 @@ class Command(BaseCommand):
             default="legacy",
             help="Name of the old system; ids are unique within it (default: legacy).",
         )
+        parser.add_argument(
+            "--max-bytes",
+            type=int,
+            default=importer.MAX_BYTES,
+            help=f"Refuse a larger file (default: {importer.MAX_BYTES:,}, 10 MB).",
+        )
         parser.add_argument("--dry-run", action="store_true", help="Validate and report only.")
         parser.add_argument(
             "--continue-on-error",
@@ -41,13 +47,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["max_bytes"] < 1:
+            raise CommandError("--max-bytes must be at least 1.")
         default_service = None
         if options["service"]:
             default_service = Service.objects.filter(slug=options["service"]).first()
             if default_service is None:
                 raise CommandError(f"No service with slug {options['service']!r}.")
         try:
-            records = importer.read_records(options["file"], options["format"])
+            records = importer.read_records(
+                options["file"], options["format"], max_bytes=options["max_bytes"]
+            )
         except importer.ImportFileError as exc:
             raise CommandError(str(exc)) from None
         namespace: str = options["namespace"]

@@ -80,6 +80,21 @@ message when there is neither an existing Secret nor the three values.
 {{- end -}}
 {{- end -}}
 
+{{/*
+"true" when /metrics requires METRICS_TOKEN from the Secret: metrics.bearerToken,
+or a secret.metricsToken for the chart's own Secret. Fails when the chart's
+Secret would need the token but none is given.
+*/}}
+{{- define "triage.metricsBearerToken" -}}
+{{- if .Values.existingSecret -}}
+{{- if .Values.metrics.bearerToken }}true{{ end -}}
+{{- else if .Values.secret.metricsToken -}}
+true
+{{- else if .Values.metrics.bearerToken -}}
+{{- fail "metrics.bearerToken is true: set secret.metricsToken to a long random token (or put METRICS_TOKEN in existingSecret)" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Ingress hosts as a list of names. */}}
 {{- define "triage.ingressHosts" -}}
 {{- if .Values.ingress.enabled -}}
@@ -136,6 +151,7 @@ OUTBOUND_ALLOW: {{ join "," $c.outboundAllow | quote }}
 {{- with $c.outboundSchemes }}
 OUTBOUND_SCHEMES: {{ join "," . | quote }}
 {{- end }}
+ACTION_LINK_MAX_AGE: {{ $c.actionLinkMaxAge | int | toString | quote }}
 GUNICORN_WORKERS: {{ .Values.web.gunicorn.workers | int | toString | quote }}
 GUNICORN_THREADS: {{ .Values.web.gunicorn.threads | int | toString | quote }}
 GUNICORN_TIMEOUT: {{ .Values.web.gunicorn.timeout | int | toString | quote }}
