@@ -6,6 +6,7 @@ import apprise
 from django import forms
 
 from paging.models import ContactMethod
+from triage import outbound
 
 
 class ContactMethodForm(forms.ModelForm[ContactMethod]):
@@ -24,6 +25,20 @@ class ContactMethodForm(forms.ModelForm[ContactMethod]):
             raise forms.ValidationError(
                 "Apprise does not recognise this URL. See the apprise wiki for the format of "
                 "your service."
+            )
+        policy = outbound.current_policy()
+        if not policy.allows_scheme(url):
+            scheme = url.split("://", 1)[0].lower()
+            raise forms.ValidationError(
+                f"triage's outbound policy does not send to {scheme}:// URLs. Allowed here: "
+                f"{', '.join(sorted(policy.schemes))}."
+            )
+        refused = outbound.refused_hosts(url, policy=policy)
+        if refused:
+            raise forms.ValidationError(
+                f"triage's outbound policy refuses {refused[0]}: it is a private, local or "
+                "reserved address. If it is a service of yours (a ntfy on your network, say), "
+                "staff can allow the host in the admin."
             )
         return url
 

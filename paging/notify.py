@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import apprise
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -15,6 +14,7 @@ from incidents.models import Status
 from paging import state
 from paging.messages import page_message
 from paging.models import ContactMethod, Page, PageStatus
+from triage import outbound
 from triage.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -37,17 +37,11 @@ def backoff(attempt: int) -> timedelta:
     return timedelta(seconds=30 * 2 ** (attempt - 1))
 
 
-def send(url: str, *, title: str, body: str) -> str:
-    """Send one message; "" on success, otherwise what went wrong (no secrets)."""
-    sender = apprise.Apprise()
-    if not sender.add(url):
-        return "not a valid apprise URL"
-    with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
-        ok = sender.notify(title=title, body=body)
-    if ok:
-        return ""
-    lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-    return (lines[-1] if lines else "the channel refused the message")[:500]
+def send(url: str, *, title: str, body: str) -> outbound.Delivery:
+    """Send one message under triage's outbound policy. The reason of a
+    failure is a plain sentence for the person (no log lines, nothing about
+    a refused destination but that it was refused)."""
+    return outbound.send_apprise(url, title=title, body=body)
 
 
 def _claim(page_id: int) -> bool:
@@ -72,9 +66,10 @@ def deliver(page_id: int) -> str:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.CANCELLED)
         return "cancelled"
     message = page_message(page).for_channel(page.contact_method.url)
-    error = send(message.url, title=message.title, body=message.body)
+    delivery = send(message.url, title=message.title, body=message.body)
     now = timezone.now()
-    if not error:
+    error = delivery.reason
+    if delivery.ok:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.SENT, sent_at=now)
         state.count("pages", (page.channel, "sent"))
         return "sent"
@@ -121,12 +116,12 @@ def resend_stuck(*, now: datetime | None = None) -> int:
 
 def send_test(method_id: int) -> str:
     method = ContactMethod.objects.get(pk=method_id)
-    error = send(
+    delivery = send(
         method.url,
         title="triage test notification",
         body=f"This is how triage will reach you through {method.name}.",
     )
-    result = error or "delivered"
+    result = "delivered" if delivery.ok else delivery.reason
     ContactMethod.objects.filter(pk=method.pk).update(
         last_test_at=timezone.now(), last_test_result=result[:300]
     )

@@ -11,6 +11,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from paging import escalation, notify, state
+from triage import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,20 @@ def ping_heartbeat() -> int:
     if not url.startswith(("http://", "https://")):
         logger.warning("ESCALATION_HEARTBEAT_URL must be an http(s) URL; not pinging")
         return 0
-    # The scheme is checked just above: no file:// or custom schemes.
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # nosec B310
-        return int(response.status)
+    # The scheme is checked just above: no file:// or custom schemes. The
+    # guard checks the host, and every redirect urllib follows, at connect time.
+    with outbound.guarded() as attempt:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # nosec B310
+                return int(response.status)
+        except OSError:
+            if not attempt.refused:
+                raise  # a failure of an allowed host: Celery logs it
+    logger.warning(
+        "ESCALATION_HEARTBEAT_URL is refused by triage's outbound policy; not pinging "
+        "(allow its host with OUTBOUND_ALLOW or an outbound allow rule in the admin)"
+    )
+    return 0
 
 
 @shared_task(name="paging.escalate_due", ignore_result=True)

@@ -2,7 +2,8 @@
 
 ``POSTMORTEM_NOTIFY_URL`` is any apprise URL (``slack://…``, ``ntfy://…``,
 ``mailto://…``, ``json://host/path`` for a plain JSON webhook); empty turns
-the notice off.
+the notice off. It obeys triage's outbound policy (``triage.outbound``) like
+every contact method.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.conf import settings
 
 from postmortems import selectors
 from postmortems.models import PostMortemStatus
+from triage import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +46,20 @@ def publication_message(post_mortem_id: int) -> tuple[str, str] | None:
 
 
 def send(url: str, title: str, body: str) -> bool:
-    """Send through apprise; False for a URL apprise does not understand."""
-    channel = apprise.Apprise()
-    if not channel.add(url):
+    """Send under the outbound policy; False for a URL apprise does not
+    understand or the policy refuses (retrying would not change that)."""
+    if not apprise.Apprise().add(url):
         logger.error("POSTMORTEM_NOTIFY_URL is not a URL apprise understands; nothing sent")
         return False
-    if not channel.notify(title=title, body=body):
-        raise NotifyFailed("the notification channel did not accept the message")
+    delivery = outbound.send_apprise(url, title=title, body=body)
+    if delivery.reason == outbound.REFUSED:
+        logger.error(
+            "POSTMORTEM_NOTIFY_URL is refused by triage's outbound policy; nothing sent "
+            "(allow its host with OUTBOUND_ALLOW or an outbound allow rule in the admin)"
+        )
+        return False
+    if not delivery.ok:
+        raise NotifyFailed(f"the notice was not delivered: {delivery.reason}")
     return True
 
 

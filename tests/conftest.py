@@ -14,6 +14,7 @@ from time_machine import TimeMachineFixture
 from incidents.models import Service
 from incidents.tokens import NewToken, create_api_token
 from tests.factories import ServiceFactory, UserFactory
+from triage.models import OutboundAllowRule
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,3 +74,12 @@ def one_window(time_machine: TimeMachineFixture) -> None:
     minutes: a test counting attempts across a minute boundary would see the
     count start again half-way and fail for no reason."""
     time_machine.move_to(datetime(2026, 11, 23, 3, 0, 10, tzinfo=UTC), tick=False)
+
+
+@pytest.fixture
+def outbound_loopback(db: None) -> OutboundAllowRule:
+    """The local stand-ins for chat and push services (tests/receiver.py)
+    listen on 127.0.0.1, which triage's outbound policy refuses. Staff allow
+    it here as they would a LAN ntfy: with a rule row, which transactional
+    tests commit, so real worker processes see it too."""
+    return OutboundAllowRule.objects.create(target="127.0.0.0/8", note="the tests' receivers")

@@ -19,16 +19,29 @@ class Receiver:
     hang_next: int = 0  # hold this many requests open until `release` is set
     hanging: threading.Event = field(default_factory=threading.Event)  # one is held
     release: threading.Event = field(default_factory=threading.Event)
+    redirect_to: str = ""  # answer every request with a 302 to this URL
+    requests: int = 0  # every request that reached this server, answered or not
 
 
 @contextmanager
-def receiver() -> Iterator[Receiver]:
+def receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
     box: list[Receiver] = []
 
     class Handler(BaseHTTPRequestHandler):
+        def redirected(self) -> bool:
+            box[0].requests += 1
+            if not box[0].redirect_to:
+                return False
+            self.send_response(302)
+            self.send_header("Location", box[0].redirect_to)
+            self.end_headers()
+            return True
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             target = box[0]
+            if self.redirected():
+                return
             if target.hang_next:
                 target.hang_next -= 1
                 target.hanging.set()
@@ -43,6 +56,8 @@ def receiver() -> Iterator[Receiver]:
             self.end_headers()
 
         def do_GET(self) -> None:
+            if self.redirected():
+                return
             box[0].messages.append({"method": "GET", "path": self.path})
             self.send_response(200)
             self.end_headers()
@@ -50,8 +65,8 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Receiver(url=f"json://127.0.0.1:{server.server_port}/hook"))
+    server = ThreadingHTTPServer((host, 0), Handler)
+    box.append(Receiver(url=f"json://{host}:{server.server_port}/hook"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -31,7 +31,8 @@ from tests.factories import IncidentFactory, UserFactory, contact, policy_with_l
 from tests.processes import app_env, celery_worker, wait_for
 from tests.receiver import Receiver, receiver
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The receivers listen on 127.0.0.1, allowed here as staff would allow a LAN service.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("outbound_loopback")]
 
 BASE = "http://testserver"
 LINE = re.compile(r"^(Acknowledge|Resolve|Escalate|Open): (\S+)$", re.MULTILINE)

@@ -29,7 +29,13 @@ from tests.test_browser import (  # noqa: F401
     no_policy_violations,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# The receiver listens on 127.0.0.1, allowed here as staff would allow a LAN service.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("outbound_loopback"),
+]
 
 
 @pytest.fixture

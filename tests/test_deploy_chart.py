@@ -405,6 +405,24 @@ def test_behind_the_ingress_rate_limits_see_the_clients_address(
     assert one(two, "ConfigMap", "triage")["data"]["TRUSTED_PROXIES"] == "2"
 
 
+def test_the_outbound_policy_settings_reach_every_pod(default_docs: list[Manifest]) -> None:
+    config = one(default_docs, "ConfigMap", "triage")["data"]
+    assert config["OUTBOUND_ALLOW"] == ""
+    assert "OUTBOUND_SCHEMES" not in config, "empty: triage's own default list"
+    lan = manifests(
+        with_values(
+            REQUIRED,
+            config__outboundAllow=["ntfy.home.lan", "192.168.1.0/24"],
+            config__outboundSchemes=["ntfy", "ntfys"],
+        )
+    )
+    config = one(lan, "ConfigMap", "triage")["data"]
+    assert config["OUTBOUND_ALLOW"] == "ntfy.home.lan,192.168.1.0/24"
+    assert config["OUTBOUND_SCHEMES"] == "ntfy,ntfys"
+    with pytest.raises(helm_python.HelmValuesError):
+        render(with_values(REQUIRED, config__outboundAllow=["ntfy.lan,10.0.0.0/8 ; rm"]))
+
+
 def test_ingress_without_hosts_fails_with_a_clear_message() -> None:
     values = with_values(REQUIRED, ingress__enabled=True)
     with pytest.raises(helm_python.HelmError, match=r"ingress\.hosts is empty"):

@@ -184,6 +184,8 @@ def isolated() -> Iterator[Isolated]:
             "DATABASE_CONNECT_TIMEOUT": "1",
             "ESCALATION_CHECK_SECONDS": "0.5",
             "RECONCILE_SECONDS": "2",
+            # The receiver listens on 127.0.0.1: allowed the operator's way.
+            "OUTBOUND_ALLOW": "127.0.0.0/8",
         }
         for name in ("DJANGO_ALLOW_ASYNC_UNSAFE", "PROMETHEUS_MULTIPROC_DIR"):
             env.pop(name, None)
@@ -339,7 +341,9 @@ def test_a_burst_of_alerts_while_responders_watch_the_dashboard(isolated: Isolat
 
 
 @pytest.fixture
-def paged(web: Service, redis: Redis) -> Iterator[tuple[Service, Receiver]]:
+def paged(
+    web: Service, redis: Redis, outbound_loopback: object
+) -> Iterator[tuple[Service, Receiver]]:
     with receiver() as inbox:
         people = [UserFactory(username=name) for name in ("ana", "ben")]
         for person in people:

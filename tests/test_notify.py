@@ -15,7 +15,8 @@ from paging.models import Page, PageStatus
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
 from tests.receiver import receiver
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The receivers listen on 127.0.0.1, allowed here as staff would allow a LAN service.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("outbound_loopback")]
 
 
 @pytest.fixture

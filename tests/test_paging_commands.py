@@ -96,7 +96,7 @@ def test_paging_admin_pages_load(root: User, url: str, paged: Service, redis: Re
 
 
 def test_healthy_passes_ping_the_external_heartbeat_at_most_once_a_minute(
-    settings: Any, redis: Redis
+    settings: Any, redis: Redis, outbound_loopback: object
 ) -> None:
     with receiver() as inbox:
         settings.ESCALATION_HEARTBEAT_URL = inbox.url.replace("json://", "http://") + "?ok"

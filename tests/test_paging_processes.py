@@ -24,7 +24,12 @@ from tests.factories import IncidentFactory, UserFactory, contact, policy_with_l
 from tests.processes import BIN, ROOT, app_env, celery_worker, stop, wait_for
 from tests.receiver import Receiver, receiver
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# The receiver listens on 127.0.0.1, allowed here as staff would allow a LAN service.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("outbound_loopback"),
+]
 
 
 @contextmanager

@@ -16,7 +16,8 @@ from postmortems.models import PostMortemStatus
 from postmortems.services import change_postmortem_status
 from tests.postmortem_factories import action_item, postmortem, published
 
-pytestmark = pytest.mark.django_db
+# The receivers listen on 127.0.0.1, allowed here as staff would allow a LAN service.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("outbound_loopback")]
 
 
 class Receiver:

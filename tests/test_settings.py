@@ -41,6 +41,9 @@ def start_with(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         ("LOG_LEVEL", "loud"),
         ("DATABASE_CONN_MAX_AGE", "forever"),
         ("CSRF_TRUSTED_ORIGINS", "triage.example.com"),
+        ("OUTBOUND_ALLOW", "10.0.0.0/33"),
+        ("OUTBOUND_ALLOW", "http://ntfy.home.lan"),
+        ("OUTBOUND_SCHEMES", "json,telepathy"),
     ],
 )
 def test_a_malformed_setting_fails_naming_the_variable(variable: str, value: str) -> None:

@@ -8,4 +8,9 @@ class TriageConfig(AppConfig):
     verbose_name = "triage"
 
     def ready(self) -> None:
-        from triage import checks  # noqa: F401  (registers the system checks)
+        from triage import (
+            checks,  # noqa: F401  (registers the system checks)
+            outbound,  # installs the connection guard in every process
+        )
+
+        outbound.check_settings()

@@ -357,6 +357,25 @@ REPORTS_RATE_WINDOW = env_int("REPORTS_RATE_WINDOW", 600, minimum=1)
 REPORTS_MIN_FILL_SECONDS = env_int("REPORTS_MIN_FILL_SECONDS", 3, minimum=0)
 POSTMORTEM_NOTIFY_URL = env_str("POSTMORTEM_NOTIFY_URL", "") or ""
 
+# Where triage may send what people and operators point it at (contact
+# methods, POSTMORTEM_NOTIFY_URL, ESCALATION_HEARTBEAT_URL): triage/outbound.py.
+# OUTBOUND_SCHEMES: the apprise schemes allowed. OUTBOUND_ALLOW: host names,
+# addresses or networks allowed although private (a LAN ntfy), beside the
+# staff's rules in the admin. Both are checked at start (TriageConfig.ready).
+# The default lists apprise services reached over HTTP(S) or SMTP, the
+# transports the guard covers (apprise 2.2 names: Microsoft Teams is
+# workflow/workflows, Pushover is pover).
+# fmt: off
+_HTTP_AND_MAIL_SCHEMES = [
+    "ntfy", "ntfys", "json", "jsons", "form", "forms", "xml", "xmls", "slack", "discord",
+    "tgram", "matrix", "matrixs", "mailto", "mailtos", "gotify", "gotifys", "pover",
+    "workflow", "workflows", "mmost", "mmosts", "rocket", "rockets", "gchat", "zulip",
+    "pbul", "opsgenie", "pagerduty", "signal", "signals", "wxteams", "webex",
+]
+# fmt: on
+OUTBOUND_SCHEMES = [s.lower() for s in env_list("OUTBOUND_SCHEMES", _HTTP_AND_MAIL_SCHEMES)]
+OUTBOUND_ALLOW = env_list("OUTBOUND_ALLOW", [])
+
 # Proxies in front of triage: with N > 0 the client address used by rate
 # limits is the Nth address from the right of X-Forwarded-For.
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)

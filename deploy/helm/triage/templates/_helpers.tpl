@@ -147,6 +147,10 @@ DATABASE_CONNECT_TIMEOUT: {{ $c.databaseConnectTimeout | int | toString | quote 
 DATABASE_CONN_MAX_AGE: {{ $c.databaseConnMaxAge | int | toString | quote }}
 REDIS_TIMEOUT: {{ $c.redisTimeout | toString | quote }}
 CELERY_TASK_TIME_LIMIT: {{ $c.celeryTaskTimeLimit | int | toString | quote }}
+OUTBOUND_ALLOW: {{ join "," $c.outboundAllow | quote }}
+{{- with $c.outboundSchemes }}
+OUTBOUND_SCHEMES: {{ join "," . | quote }}
+{{- end }}
 ACTION_LINK_MAX_AGE: {{ $c.actionLinkMaxAge | int | toString | quote }}
 GUNICORN_WORKERS: {{ .Values.web.gunicorn.workers | int | toString | quote }}
 GUNICORN_THREADS: {{ .Values.web.gunicorn.threads | int | toString | quote }}
