@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import apprise
 from django.conf import settings
@@ -12,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from incidents.models import Severity, Status
-from paging import state
+from paging import escalation, state
 from paging.models import ContactMethod, Page, PageStatus
 from triage.celery import app as celery_app
 
@@ -49,6 +51,36 @@ def send(url: str, *, title: str, body: str) -> str:
     return (lines[-1] if lines else "the channel refused the message")[:500]
 
 
+# apprise's captured log lines: "2026-11-29 20:17:18,840 - WARNING - message".
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:,.]+ - [A-Z]+ - ")
+_CONNECTION = re.compile(r"connection error occurred sending .*?(?: to ([^\s]+?))?\.?$", re.I)
+_HTTP_STATUS = re.compile(r"error=(\d{3})\b")
+
+
+def plain_reason(error: str, *, url: str = "") -> str:
+    """One plain sentence for a failed send: "could not connect to 127.0.0.1",
+    "HTTP 404 from ntfy.example"; never a log prefix. ``error`` is what
+    ``send`` returned (apprise's last captured log line, or already plain);
+    ``url`` names the host when the line does not."""
+    text = _LOG_PREFIX.sub("", error.strip().splitlines()[-1] if error.strip() else "").strip()
+    host = urlsplit(url).hostname or "" if "://" in url else ""
+    if not text:
+        return "the channel refused the message"
+    if (found := _CONNECTION.search(text)) is not None:
+        where = found.group(1) or host
+        if where.startswith(("http:", "https:")):
+            where = (
+                urlsplit(where.split(":", 1)[1] if where.count(":") > 1 else where).hostname
+                or where
+            )
+        return f"could not connect to {where}" if where else "could not connect"
+    if (status := _HTTP_STATUS.search(text)) is not None:
+        return f"HTTP {status.group(1)} from {host}" if host else f"HTTP {status.group(1)}"
+    if "no service(s) to notify" in text:
+        return "not a valid apprise URL"
+    return text.rstrip(".")[:300]
+
+
 def _claim(page_id: int) -> bool:
     """Take the page for sending. Exactly one worker wins a queued page: the
     conditional UPDATE is atomic, and a second worker's update matches no row."""
@@ -71,8 +103,9 @@ def deliver(page_id: int) -> str:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.CANCELLED)
         return "cancelled"
     severity = Severity(incident.severity).label
+    url = page.contact_method.url
     error = send(
-        page.contact_method.url,
+        url,
         title=f"[{severity}] #{incident.pk} {incident.title}",
         body=(
             f"{incident.service} · level {page.level}\n"
@@ -82,8 +115,12 @@ def deliver(page_id: int) -> str:
     now = timezone.now()
     if not error:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.SENT, sent_at=now)
+        ContactMethod.objects.filter(pk=page.contact_method.pk).update(reach_verified_at=now)
         state.count("pages", (page.channel, "sent"))
+        escalation.page_sent(page, now=now)
         return "sent"
+    error = plain_reason(error, url=url)
+    page.error = error
     with transaction.atomic():
         Page.objects.filter(pk=page.pk).update(status=PageStatus.FAILED, error=error)
         state.count("pages", (page.channel, "failed"))
@@ -94,6 +131,7 @@ def deliver(page_id: int) -> str:
                 contact_method=page.contact_method,
                 channel=page.channel,
                 level=page.level,
+                step=page.step,
                 attempt=page.attempt + 1,
                 due_at=now + backoff(page.attempt),
             )
@@ -105,6 +143,9 @@ def deliver(page_id: int) -> str:
     logger.warning(
         "page failed", extra={"page_id": page.pk, "channel": page.channel, "error": error}
     )
+    if page.attempt >= MAX_ATTEMPTS:
+        # Its last attempt: whether anyone at its level can still be reached.
+        escalation.page_failed(page, now=now)
     return "failed"
 
 
@@ -132,8 +173,14 @@ def send_test(method_id: int) -> str:
         title="triage test notification",
         body=f"This is how triage will reach you through {method.name}.",
     )
-    result = error or "delivered"
+    now = timezone.now()
+    if error:
+        result = plain_reason(error, url=method.url)
+        ContactMethod.objects.filter(pk=method.pk).update(
+            last_test_at=now, last_test_result=result[:300]
+        )
+        return result
     ContactMethod.objects.filter(pk=method.pk).update(
-        last_test_at=timezone.now(), last_test_result=result[:300]
+        last_test_at=now, last_test_result="delivered", reach_verified_at=now
     )
-    return result
+    return "delivered"
