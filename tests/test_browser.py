@@ -161,3 +161,58 @@ def test_the_dashboard_filters_work_in_the_browser(page: Page, live_server: Any)
     expect(page).to_have_url(f"{base}/?service=&severity=warning&status=&q=")
     page.get_by_label("Search").fill("nothing like this")
     expect(page.locator("#incident-list")).to_contain_text("No open incident matches")
+
+
+def test_nobody_reached_shows_within_one_refresh_and_level_2_was_paged_at_once(
+    page: Page, live_server: Any, tmp_path: Path
+) -> None:
+    """alice's only method is a webhook that refuses connections; bob has
+    none. Real worker and beat deliver (and retry) alice's page; the backoff
+    is shortened by moving each retry's due time back, so reconciliation
+    (every second here) sends it at once."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from paging.models import Page as Notification
+    from paging.models import PageStatus
+    from tests.factories import contact, policy_with_levels
+    from tests.processes import app_env, celery_worker, wait_for
+    from tests.test_paging_processes import beat
+
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    contact(alice, url="json://127.0.0.1:9/hook")  # nothing listens there
+    service = ServiceFactory(name="Web shop", slug="web")
+    service.escalation_policy = policy_with_levels((30, [alice]), (30, [bob]))
+    service.save()
+    base = live_server.url
+    log_in(page, base)
+    incident = IncidentFactory(service=service, title="Checkout returns 502")
+    row = page.locator(f'#incident-list tr[data-incident="{incident.pk}"]')
+    expect(row).to_contain_text("alice … queued", timeout=10_000)
+    expect(row).to_contain_text("next: level 2 — bob, in 29m")  # a live countdown
+
+    pending = Notification.objects.filter(incident=incident, status=PageStatus.QUEUED)
+    env = app_env(RECONCILE_SECONDS="1", ESCALATION_CHECK_SECONDS="0.5")
+    with celery_worker(env=env), beat(tmp_path, "beat"):
+        for _ in range(40):
+            if Notification.objects.filter(incident=incident, user=alice).count() == 5 and (
+                not pending.exists()
+            ):
+                break
+            pending.update(due_at=timezone.now() - timedelta(seconds=31))
+            page.wait_for_timeout(500)
+        wait_for(lambda: not pending.exists(), 30, "alice's five attempts failed")
+        expect(row).to_contain_text("nobody reached", timeout=6_000)  # one 5 s refresh
+    expect(row).to_contain_text("alice ✗ could not connect to 127.0.0.1")
+    expect(row).to_contain_text("bob ✗ no contact method")
+    expect(row).to_contain_text("last level — nobody else will be paged")
+    incident.refresh_from_db()
+    assert incident.escalation_level == 2
+    assert incident.opened_at + timedelta(minutes=30) > timezone.now()  # did not wait
+    page.goto(f"{base}/incidents/{incident.pk}")
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("Could not reach alice: could not connect to 127.0.0.1")
+    expect(timeline).to_contain_text("Escalated to level 2 (nobody at level 1 could be reached)")
+    expect(timeline).to_contain_text("Could not reach bob: no contact method")
+    expect(page.locator("#incident-body header")).to_contain_text("nobody reached")
