@@ -341,6 +341,7 @@ LOGGING = {
         # are dropped (triage.logs.ROUTINE_TASKS): it logs when it did something.
         "celery.app.trace": {"level": LOG_LEVEL, "filters": ["quiet_routine_tasks"]},
         "celery.worker.strategy": {"filters": ["quiet_routine_tasks"]},
+        "celery.worker.request": {"filters": ["quiet_routine_tasks"]},
         "celery.beat": {"filters": ["quiet_routine_tasks"]},
     },
 }
