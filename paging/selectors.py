@@ -184,14 +184,18 @@ def reach(
     """How each person paged at each incident's current step was reached, in
     one query: people in the order they were paged, then anyone named in
     ``paged`` (the live paging state) without a page row."""
-    if not incidents:
-        return {}
-    rows = fetch_all(
-        _PAGES_SQL,
-        {
-            "ids": [incident.pk for incident in incidents],
-            "steps": [incident.escalation_step for incident in incidents],
-        },
+    # Step 0 never paged anyone: no query when no incident has paged yet.
+    stepped = [incident for incident in incidents if incident.escalation_step > 0]
+    rows = (
+        fetch_all(
+            _PAGES_SQL,
+            {
+                "ids": [incident.pk for incident in stepped],
+                "steps": [incident.escalation_step for incident in stepped],
+            },
+        )
+        if stepped
+        else []
     )
     pages: dict[int, dict[str, list[tuple[str, str, str, datetime | None]]]] = {}
     for incident_id, person, channel, status, error, sent_at in rows:

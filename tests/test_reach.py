@@ -448,3 +448,53 @@ def paged(web: Service) -> None:
     web.escalation_policy = policy_with_levels((5, [ana]), (5, [ana]))
     web.save()
     IncidentFactory(service=web)
+
+
+def test_why_someone_cannot_be_reached(redis: Redis, alice_client: Client) -> None:
+    from paging.selectors import unreachable
+
+    nobody, off, failing, fine, untested = (
+        UserFactory(username=n) for n in ("nobody", "off", "failing", "fine", "untested")
+    )
+    contact(off, enabled=False)
+    method = contact(failing, url=REFUSING)
+    notify.send_test(method.pk)
+    ContactMethod.objects.filter(pk=contact(fine).pk).update(reach_verified_at=T0)
+    contact(untested)
+    assert unreachable([nobody, off, failing, fine, untested]) == {
+        nobody.pk: "no contact method",
+        off.pk: "all contact methods are disabled",
+        failing.pk: "no method verified yet (last test: could not connect to 127.0.0.1)",
+        untested.pk: "no method verified yet: send a test notification",
+    }
+    page = alice_client.get("/account/notifications").content.decode()
+    assert "Nothing has verified that triage can reach you: no contact method." in page
+
+
+def test_a_test_that_never_finishes_stops_polling(
+    alice: User, alice_client: Client, redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    time_machine.move_to(T0, tick=False)
+    method = contact(alice, url=REFUSING)
+    alice_client.post(f"/account/notifications/{method.pk}/test")  # no worker runs
+    time_machine.shift(timedelta(minutes=2))
+    row = alice_client.get(f"/account/notifications/{method.pk}/row").content.decode()
+    assert "the test did not finish (is a worker running?); try again" in row
+    assert "hx-trigger" not in row
+
+
+def test_an_acknowledged_incident_says_when_it_pages_again(
+    web: Service, redis: Redis, alice_client: Client, alice: User, inbox: Receiver
+) -> None:
+    contact(alice, url=inbox.url)
+    web.escalation_policy = policy_with_levels((5, [alice]))
+    web.ack_timeout_minutes = 30
+    web.save()
+    incident = IncidentFactory(service=web)
+    services.acknowledge_incident(incident, actor=alice)
+    assert "pages level 1 again if not resolved, " in row_html(alice_client, incident)
+    web.ack_timeout_minutes = None
+    web.save()
+    other = IncidentFactory(service=web)
+    services.acknowledge_incident(other, actor=alice)
+    assert '<td class="next">—</td>' in row_html(alice_client, other)
