@@ -12,7 +12,16 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Q,
+    Value,
+    When,
+)
 from django.urls import reverse
 
 
@@ -52,6 +61,12 @@ OPEN_STATUSES = (Status.TRIGGERED, Status.ACKNOWLEDGED)
 SEVERITY_RANK = Case(
     *(When(severity=value, then=Value(rank)) for rank, value in enumerate(Severity.values, 1)),
     output_field=IntegerField(),
+)
+
+# False for incidents nobody was reached for, so they sort first within their
+# severity; part of the dashboard index for the same reason.
+NOBODY_REACHED_LAST = ExpressionWrapper(
+    Q(nobody_reached_at__isnull=True), output_field=BooleanField()
 )
 
 
@@ -151,6 +166,10 @@ class Incident(models.Model):
     escalation_step = models.PositiveIntegerField(default=0)
     # When the next escalation (triggered) or re-trigger (acknowledged) is due.
     next_escalation_at = models.DateTimeField(null=True, blank=True)
+    # Set by the engine when the last level was paged and nobody could be
+    # reached (no usable contact method, or every attempt failed); cleared
+    # when another level is paged or someone acknowledges.
+    nobody_reached_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints: ClassVar = [
@@ -182,6 +201,7 @@ class Incident(models.Model):
             # selectors._PAGE_SQL, whose WHERE and ORDER BY match these.
             models.Index(
                 SEVERITY_RANK,
+                NOBODY_REACHED_LAST,
                 F("opened_at"),
                 F("id"),
                 condition=Q(status__in=OPEN_STATUSES),

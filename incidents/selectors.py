@@ -3,7 +3,7 @@ fixed number of queries however many incidents it shows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,8 @@ WHERE i.status IN ('triggered', 'acknowledged')
   AND (%(status)s = '' OR i.status = %(status)s)
   AND (%(q)s = '' OR i.title ILIKE %(pattern)s OR i.dedup_key = %(q)s OR i.id = %(number)s::bigint)
 """
+# Within a severity, incidents nobody could be reached for come first (the
+# index has that expression too).
 # The page is cut first and joined after, so a deep page does not look up the
 # service, acknowledger and latest page of every incident it skips.
 _PAGE_SQL = """
@@ -84,10 +86,14 @@ SELECT page.id, page.title, page.severity, page.status, page.opened_at,
                    FROM incidents_timelineevent t
                   WHERE t.incident_id = page.id AND t.kind = 'paged'
                     AND jsonb_typeof(t.data -> 'paged') = 'array'
-                  ORDER BY t.created_at DESC, t.id DESC LIMIT 1), '{}')
+                  ORDER BY t.created_at DESC, t.id DESC LIMIT 1), '{}'),
+       page.escalation_cycle, page.escalation_step, page.service_id,
+       s.escalation_policy_id, page.nobody_reached_at
 FROM (
     SELECT i.id, i.title, i.severity, i.status, i.opened_at, i.escalation_level,
            i.next_escalation_at, i.service_id, i.acknowledged_by_id,
+           i.escalation_cycle, i.escalation_step, i.nobody_reached_at,
+           (i.nobody_reached_at IS NULL) AS reached,
            CASE WHEN i.severity = 'critical' THEN 1 WHEN i.severity = 'error' THEN 2
                 WHEN i.severity = 'warning' THEN 3 WHEN i.severity = 'info' THEN 4
                 ELSE NULL END AS rank
@@ -101,12 +107,12 @@ FROM (
     ORDER BY CASE WHEN i.severity = 'critical' THEN 1 WHEN i.severity = 'error' THEN 2
                   WHEN i.severity = 'warning' THEN 3 WHEN i.severity = 'info' THEN 4
                   ELSE NULL END,
-             i.opened_at, i.id
+             (i.nobody_reached_at IS NULL), i.opened_at, i.id
     LIMIT %(limit)s OFFSET %(offset)s
 ) page
 JOIN incidents_service s ON s.id = page.service_id
 LEFT JOIN auth_user u ON u.id = page.acknowledged_by_id
-ORDER BY page.rank, page.opened_at, page.id
+ORDER BY page.rank, page.reached, page.opened_at, page.id
 """
 _SERVICE_CHOICES_SQL = "SELECT slug, name FROM incidents_service ORDER BY name"
 
@@ -127,6 +133,34 @@ class DashboardRow:
     # The names in the latest "paged" timeline event; the view replaces them
     # (and next_escalation_at) with Redis's live paging state where it has one.
     paged: list[str]
+    escalation_cycle: int
+    escalation_step: int
+    service_id: int
+    policy_id: int | None
+    nobody_reached_at: datetime | None
+    # Set by the view from paging's reads: how each person paged was reached,
+    # and what happens next.
+    reach: list[PersonReach] = field(default_factory=list)
+    next_step: NextStep | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonReach:
+    """One person paged at the current level, and how far their page got."""
+
+    person: str
+    state: str  # queued, sent, failed, unreachable, cancelled, paged (no page row)
+    short: str  # what the row shows after the name: "✓ ntfy", "✗ no contact method"
+    sentence: str  # the whole story: "sent via ntfy at 22:01 UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """What happens next: ``text``, then a countdown to ``at`` if any, then ``after``."""
+
+    text: str
+    at: datetime | None = None
+    after: str = ""
 
 
 class DashboardList:

@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
@@ -30,7 +31,7 @@ from incidents.http import (
 )
 from incidents.models import OPEN_STATUSES, Incident, Severity, Status, TokenScope
 from incidents.serializers import event_json, incident_json
-from paging.selectors import paging_summary
+from paging.selectors import IncidentPaging, next_steps, paging_summary, reach
 
 PAGE_SIZE = 25  # what PagerDuty shows per page; the most severe come first
 CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents
@@ -75,6 +76,13 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     for row in rows:
         row.paged = summaries[row.pk].paged
         row.next_escalation_at = summaries[row.pk].next_escalation_at
+    # Constant queries for any number of rows: one for every page's delivery,
+    # a few for the next levels' people.
+    reached = reach(rows, {row.pk: row.paged for row in rows})
+    upcoming = next_steps(rows, now=timezone.now())
+    for row in rows:
+        row.reach = reached[row.pk]
+        row.next_step = upcoming[row.pk]
     context = {
         "filters": filters,
         "selected_service": filters.service.slug if filters.service else "",
@@ -181,8 +189,12 @@ def _get_incident(pk: int) -> Incident:
 
 
 def _detail_context(incident: Incident, **extra: Any) -> dict[str, Any]:
+    paging = IncidentPaging.of(incident)
+    summary = paging_summary([paging])[incident.pk]
     return {
         "incident": incident,
+        "reach": reach([paging], {incident.pk: summary.paged})[incident.pk],
+        "next_step": next_steps([paging], now=timezone.now())[incident.pk],
         "timeline": selectors.timeline(incident),
         "pages": incident.pages.select_related("user").order_by("-created_at", "-pk")[:50],
         "note_form": NoteForm(),

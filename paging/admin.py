@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
@@ -22,6 +23,7 @@ from paging.models import (
     RotationMember,
     Schedule,
 )
+from paging.selectors import unreachable
 
 
 class NotificationRuleInline(admin.TabularInline[NotificationRule, ContactMethod]):
@@ -60,12 +62,41 @@ class OverrideInline(admin.TabularInline[Override, Schedule]):
     extra = 0
 
 
+def _warn_unreachable(request: HttpRequest, people: Any, what: str) -> None:
+    """A warning on the admin page for each person it pages whom nothing
+    verified can reach (no method a test or a page was delivered to)."""
+    found = {person.pk: person for person in people}
+    for pk, reason in sorted(unreachable(found.values()).items()):
+        name = found[pk].get_username()
+        messages.warning(request, f"Cannot be reached: {name}, {what}: {reason}.")
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin[Schedule]):
     list_display = ("name", "slug", "time_zone")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (RotationInline, OverrideInline)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        if request.method == "GET" and object_id.isdigit():
+            schedule_id = int(object_id)
+            people = User.objects.filter(
+                Q(
+                    pk__in=RotationMember.objects.filter(rotation__schedule_id=schedule_id).values(
+                        "user"
+                    )
+                )
+                | Q(pk__in=Override.objects.filter(schedule_id=schedule_id).values("user"))
+            )
+            _warn_unreachable(request, people, "on this schedule")
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 class EscalationLevelInline(admin.StackedInline[EscalationLevel, EscalationPolicy]):
@@ -79,6 +110,32 @@ class EscalationPolicyAdmin(admin.ModelAdmin[EscalationPolicy]):
     list_display = ("name", "repeat_count")
     search_fields = ("name",)
     inlines = (EscalationLevelInline,)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        if request.method == "GET" and object_id.isdigit():
+            policy_id = int(object_id)
+            direct = EscalationLevel.users.through.objects.filter(
+                escalationlevel__policy_id=policy_id
+            )
+            schedules = EscalationLevel.schedules.through.objects.filter(
+                escalationlevel__policy_id=policy_id
+            )
+            people = User.objects.filter(
+                Q(pk__in=direct.values("user"))
+                | Q(
+                    pk__in=RotationMember.objects.filter(
+                        rotation__schedule__in=schedules.values("schedule")
+                    ).values("user")
+                )
+            )
+            _warn_unreachable(request, people, "paged by this policy")
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(MaintenanceWindow)

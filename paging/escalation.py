@@ -130,9 +130,18 @@ def release_holds(service_id: int, *, now: datetime | None = None) -> int:
 
 def _held_until(incident: Incident) -> datetime | None:
     """The end of the hold the incident's latest paging entry announced, if any."""
-    last = incident.timeline.filter(kind=EventKind.PAGED).order_by("-created_at", "-pk").first()
+    last = (
+        incident.timeline.filter(kind=EventKind.PAGED)
+        .exclude(data__has_key="delivery")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
     held_until = last.data.get("held_until") if last is not None else None
     return datetime.fromisoformat(held_until) if held_until else None
+
+
+NO_METHOD = "no contact method"
+ALL_DISABLED = "all contact methods are disabled"
 
 
 @dataclass(frozen=True)
@@ -140,21 +149,27 @@ class _Plan:
     user: User
     method: ContactMethod | None
     delay: int
+    unreachable: str = ""  # why, when there is no method
 
 
 def _notification_plan(people: list[User]) -> list[_Plan]:
     """Each person's rules, or every enabled method at once when they have none."""
-    methods = ContactMethod.objects.filter(user__in=people, enabled=True).prefetch_related(
+    methods = ContactMethod.objects.filter(user__in=people).prefetch_related(
         Prefetch("rules", queryset=NotificationRule.objects.order_by("delay_minutes"))
     )
     by_user: dict[int, list[ContactMethod]] = {}
+    disabled: set[int] = set()
     for method in methods:
-        by_user.setdefault(method.user_id, []).append(method)
+        if method.enabled:
+            by_user.setdefault(method.user_id, []).append(method)
+        else:
+            disabled.add(method.user_id)
     plan: list[_Plan] = []
     for person in people:
         mine = by_user.get(person.pk, [])
         if not mine:
-            plan.append(_Plan(person, None, 0))
+            why = ALL_DISABLED if person.pk in disabled else NO_METHOD
+            plan.append(_Plan(person, None, 0, why))
             continue
         ruled = [(m, r.delay_minutes) for m in mine for r in m.rules.all()]
         for method, delay in ruled or [(m, 0) for m in mine]:
@@ -166,7 +181,8 @@ def _page_level(incident: Incident, level: EscalationLevel, *, now: datetime) ->
     people = level_targets(level, at=now)
     names = [person.get_username() for person in people]
     pages: list[Page] = []
-    for item in _notification_plan(people):
+    plan = _notification_plan(people)
+    for item in plan:
         pages.append(
             Page(
                 incident=incident,
@@ -174,9 +190,10 @@ def _page_level(incident: Incident, level: EscalationLevel, *, now: datetime) ->
                 contact_method=item.method,
                 channel=item.method.scheme if item.method else "none",
                 level=incident.escalation_level,
+                step=incident.escalation_step,
                 due_at=now + timedelta(minutes=item.delay),
                 status=PageStatus.QUEUED if item.method else PageStatus.FAILED,
-                error="" if item.method else "no contact method configured",
+                error=item.unreachable,
             )
         )
     Page.objects.bulk_create(pages)
@@ -192,12 +209,150 @@ def _page_level(incident: Incident, level: EscalationLevel, *, now: datetime) ->
         ),
         data={"level": incident.escalation_level, "paged": names},
     )
+    for item in plan:
+        if item.method is None:
+            name = item.user.get_username()
+            _record_unreachable(
+                incident, name, item.unreachable, step=incident.escalation_step, now=now
+            )
     for page in pages:
         if page.status == PageStatus.QUEUED:
             after_commit(_enqueue_delivery, page.pk, page.due_at)
         else:
             after_commit(state.count, "pages", ("none", "failed"))
     return names
+
+
+# Pages that may still reach, or did reach, their person.
+_LIVE_PAGES = (PageStatus.QUEUED, PageStatus.SENDING, PageStatus.SENT)
+
+
+def _person(page: Page) -> str:
+    return page.user.get_username() if page.user is not None else "a deleted user"
+
+
+def _delivery_recorded(incident: Incident, step: int, name: str) -> bool:
+    return incident.timeline.filter(
+        kind=EventKind.PAGED, data__delivery__step=step, data__delivery__user=name
+    ).exists()
+
+
+def _record_unreachable(
+    incident: Incident, name: str, reason: str, *, step: int, now: datetime
+) -> None:
+    """ "Could not reach bob: no contact method" (the callers make it once per
+    person and step)."""
+    record_event(
+        incident,
+        EventKind.PAGED,
+        actor=None,
+        now=now,
+        message=f"Could not reach {name}: {reason}",
+        data={
+            "delivery": {
+                "user": name,
+                "step": step,
+                "outcome": "failed",
+                "reason": reason,
+            }
+        },
+    )
+
+
+def _act_if_unreachable(incident: Incident, *, step: int, levels: int, now: datetime) -> None:
+    """The level paged at ``step`` reached nobody: page the next level at once,
+    or, at the last level, flag the incident "nobody reached" (once).
+
+    Nobody reached means: no page of the step was sent and none is still
+    queued or being sent (the people had no usable contact method, every
+    attempt of every method failed, or the level had nobody to page). The
+    caller holds the row lock, and ``step`` is the token: the move changes
+    the incident's step, so whoever locks the row next (a second worker whose
+    last attempt failed at the same moment, the checker) finds the step moved
+    and does nothing. Early escalation never starts a new cycle of the
+    policy: a repeat comes after the last level's delay, as usual.
+    """
+    if incident.status != Status.TRIGGERED or incident.escalation_step != step:
+        return
+    if incident.pages.filter(step=step, status__in=_LIVE_PAGES).exists():
+        return
+    level = incident.escalation_level
+    if level < levels:
+        advance(incident, now=now, reason="unreachable")
+        return
+    if incident.nobody_reached_at is not None:
+        return
+    incident.nobody_reached_at = now
+    incident.save(update_fields=["nobody_reached_at", "updated_at"])
+    record_event(
+        incident,
+        EventKind.PAGED,
+        actor=None,
+        now=now,
+        message=f"Nobody reached: level {level} is the last and nobody on it could be reached",
+        data={"nobody_reached": {"level": level, "step": step}},
+    )
+    after_commit(state.count, "nobody_reached", (incident.severity,))
+
+
+def _lock(incident_id: int) -> Incident | None:
+    return (
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("service__escalation_policy")
+        .filter(pk=incident_id)
+        .first()
+    )
+
+
+def page_sent(page: Page, *, now: datetime) -> None:
+    """After a page was sent: "Paged alice (level 1) — sent via ntfy" on the
+    timeline, once per person and step (the row lock serialises two methods
+    of the same person delivering at once)."""
+    name = _person(page)
+    with transaction.atomic():
+        incident = _lock(page.incident_id)
+        if incident is None or _delivery_recorded(incident, page.step, name):
+            return
+        record_event(
+            incident,
+            EventKind.PAGED,
+            actor=None,
+            now=now,
+            message=f"Paged {name} (level {page.level}) — sent via {page.channel}",
+            data={
+                "delivery": {
+                    "user": name,
+                    "step": page.step,
+                    "outcome": "sent",
+                    "channel": page.channel,
+                }
+            },
+        )
+
+
+def page_failed(page: Page, *, now: datetime) -> None:
+    """After a page's last attempt failed (called once its failure committed).
+
+    When none of the person's pages of that step can still reach them, the
+    timeline says "Could not reach alice: <why>" (once), and when that leaves
+    the whole level reaching nobody, the next level is paged at once
+    (``_act_if_unreachable``). If the worker dies before this runs, the
+    level's usual deadline still escalates.
+    """
+    name = _person(page)
+    with transaction.atomic():
+        incident = _lock(page.incident_id)
+        if incident is None:
+            return
+        theirs = incident.pages.filter(step=page.step, user=page.user)
+        if theirs.filter(status__in=_LIVE_PAGES).exists():
+            return
+        if not _delivery_recorded(incident, page.step, name):
+            reason = page.error or "the channel refused the message"
+            _record_unreachable(incident, name, reason, step=page.step, now=now)
+        policy = incident.service.escalation_policy
+        levels = policy.levels.count() if policy is not None else 0
+        _act_if_unreachable(incident, step=page.step, levels=levels, now=now)
 
 
 def _enqueue_delivery(page_id: int, due_at: datetime) -> None:
@@ -252,22 +407,25 @@ def advance(
     incident.next_escalation_at = (
         None if exhausted else now + timedelta(minutes=level.delay_minutes)
     )
+    incident.nobody_reached_at = None
     incident.save(
         update_fields=[
             "escalation_level",
             "escalation_cycle",
             "escalation_step",
             "next_escalation_at",
+            "nobody_reached_at",
             "updated_at",
         ]
     )
     if reason != "opened":
+        why = _REASONS[reason].format(level=incident.escalation_level - 1)
         record_event(
             incident,
             EventKind.ESCALATED,
             actor=actor,
             now=now,
-            message=f"Escalated to level {incident.escalation_level} ({_REASONS[reason]})"
+            message=f"Escalated to level {incident.escalation_level} ({why})"
             + (f" by {actor_name(actor)}" if reason == "manual" else "")
             + (f" from {via}" if via else ""),
             data={
@@ -280,10 +438,12 @@ def advance(
         after_commit(state.count, "escalations", (reason,))
     paged = _page_level(incident, level, now=now)
     _sync_after_commit(incident, paged, now)
+    _act_if_unreachable(incident, step=incident.escalation_step, levels=len(levels), now=now)
     return True
 
 
 _REASONS = {
+    "unreachable": "nobody at level {level} could be reached",
     "opened": "incident opened",
     "timeout": "nobody acknowledged in time",
     "manual": "escalated by hand",
@@ -375,10 +535,23 @@ def _record_no_policy(incident: Incident, now: datetime) -> None:
 
 
 def on_acknowledged(incident: Incident, *, now: datetime) -> None:
-    """Inside acknowledge_incident: stop escalating; arm the ack timeout if any."""
+    """Inside acknowledge_incident: stop escalating; arm the ack timeout if any.
+
+    The live state keeps the names paged at the current level: the dashboard
+    shows them beside who acknowledged (it once wrote an empty list here, so
+    the row said "—" until the next reconciliation rewrote the names).
+    """
     minutes = incident.service.ack_timeout_minutes
     incident.next_escalation_at = now + timedelta(minutes=minutes) if minutes else None
-    _sync_after_commit(incident, None, now)
+    incident.nobody_reached_at = None
+    live = state.Live(
+        level=incident.escalation_level,
+        step=incident.escalation_step,
+        paged=_paged_names(incident),
+        paged_at=None,
+        next_at=incident.next_escalation_at,
+    )
+    after_commit(state.write_live, incident.pk, live)
 
 
 def escalate_due(incident_id: int, *, now: datetime | None = None) -> str:

@@ -74,6 +74,12 @@ def _from_redis() -> Iterator[Metric]:
     yield _counter(
         "escalations", "triage_escalations", "Escalation steps taken, by reason.", ["reason"]
     )
+    yield _counter(
+        "nobody_reached",
+        "triage_incidents_nobody_reached",
+        "Incidents whose last escalation level was paged and reached nobody, by severity.",
+        ["severity"],
+    )
     yield _histogram(
         "escalation_lateness",
         "triage_escalation_lateness_seconds",

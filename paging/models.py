@@ -27,6 +27,9 @@ class ContactMethod(models.Model):
     enabled = models.BooleanField(default=True)
     last_test_at = models.DateTimeField(null=True, blank=True)
     last_test_result = models.CharField(max_length=300, blank=True)
+    # When a test or a real page was last delivered through this method: a
+    # method never delivered to is not known to reach anyone ("unverified").
+    reach_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering: ClassVar = ["user", "position", "pk"]
@@ -220,6 +223,9 @@ class Page(models.Model):
     )
     channel = models.CharField(max_length=30)
     level = models.PositiveSmallIntegerField()
+    # The incident's escalation step that paged: the pages of the current
+    # step are who is paged now and how each delivery went.
+    step = models.PositiveIntegerField(default=0)
     attempt = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(max_length=10, choices=PageStatus.choices, default=PageStatus.QUEUED)
     error = models.CharField(max_length=500, blank=True)
@@ -237,6 +243,8 @@ class Page(models.Model):
         ]
         indexes: ClassVar = [
             models.Index(fields=["incident", "created_at"]),
+            # Delivery per person paged now: the pages of an incident's step.
+            models.Index(fields=["incident", "step"], name="page_incident_step"),
             # Reconciliation looks for pages whose task was lost; only pages
             # not yet sent are in this index, so the look stays cheap.
             models.Index(

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from incidents.models import Status
-from paging import state
+from paging import escalation, state
 from paging.messages import page_message
 from paging.models import ContactMethod, Page, PageStatus
 from triage import outbound
@@ -39,8 +39,9 @@ def backoff(attempt: int) -> timedelta:
 
 def send(url: str, *, title: str, body: str) -> outbound.Delivery:
     """Send one message under triage's outbound policy. The reason of a
-    failure is a plain sentence for the person (no log lines, nothing about
-    a refused destination but that it was refused)."""
+    failure is a plain sentence for the person ("HTTP 404 from ntfy.example",
+    "connection refused by 192.0.2.7"): no log lines, and nothing about a
+    refused destination but that it was refused."""
     return outbound.send_apprise(url, title=title, body=body)
 
 
@@ -68,21 +69,27 @@ def deliver(page_id: int) -> str:
     message = page_message(page).for_channel(page.contact_method.url)
     delivery = send(message.url, title=message.title, body=message.body)
     now = timezone.now()
-    error = delivery.reason
     if delivery.ok:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.SENT, sent_at=now)
+        ContactMethod.objects.filter(pk=page.contact_method.pk).update(reach_verified_at=now)
         state.count("pages", (page.channel, "sent"))
+        escalation.page_sent(page, now=now)
         return "sent"
+    error = page.error = delivery.reason
+    # A destination the outbound policy refuses stays refused until staff
+    # allow it: retrying would only delay the next level.
+    final = page.attempt >= MAX_ATTEMPTS or error == outbound.REFUSED
     with transaction.atomic():
         Page.objects.filter(pk=page.pk).update(status=PageStatus.FAILED, error=error)
         state.count("pages", (page.channel, "failed"))
-        if page.attempt < MAX_ATTEMPTS:
+        if not final:
             retry = Page.objects.create(
                 incident=incident,
                 user=page.user,
                 contact_method=page.contact_method,
                 channel=page.channel,
                 level=page.level,
+                step=page.step,
                 attempt=page.attempt + 1,
                 due_at=now + backoff(page.attempt),
             )
@@ -94,6 +101,9 @@ def deliver(page_id: int) -> str:
     logger.warning(
         "page failed", extra={"page_id": page.pk, "channel": page.channel, "error": error}
     )
+    if final:
+        # Its last attempt: whether anyone at its level can still be reached.
+        escalation.page_failed(page, now=now)
     return "failed"
 
 
@@ -121,8 +131,13 @@ def send_test(method_id: int) -> str:
         title="triage test notification",
         body=f"This is how triage will reach you through {method.name}.",
     )
-    result = "delivered" if delivery.ok else delivery.reason
+    now = timezone.now()
+    if not delivery.ok:
+        ContactMethod.objects.filter(pk=method.pk).update(
+            last_test_at=now, last_test_result=delivery.reason[:300]
+        )
+        return delivery.reason
     ContactMethod.objects.filter(pk=method.pk).update(
-        last_test_at=timezone.now(), last_test_result=result[:300]
+        last_test_at=now, last_test_result="delivered", reach_verified_at=now
     )
-    return result
+    return "delivered"

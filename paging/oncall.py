@@ -137,3 +137,48 @@ def next_handoff(schedule: Schedule, *, at: datetime) -> Shift | None:
         if shift.start > at or shift.user not in now_people:
             return shift
     return None
+
+
+def on_call_at_many(wanted: set[tuple[int, datetime]]) -> dict[tuple[int, datetime], list[User]]:
+    """Who is on call for each (schedule id, moment), for many at once.
+
+    The same answer as ``who_is_on_call`` for each pair, in a fixed number of
+    queries however many pairs are asked (lists use it: a dashboard row per
+    incident must not cost a query per row).
+    """
+    if not wanted:
+        return {}
+    ids = {schedule_id for schedule_id, _ in wanted}
+    first = min(at for _, at in wanted)
+    last = max(at for _, at in wanted)
+    rotations: dict[int, list[tuple[Rotation, list[User]]]] = {}
+    members = Prefetch("members", queryset=RotationMember.objects.select_related("user"))
+    for rotation in (
+        Rotation.objects.filter(schedule_id__in=ids)
+        .select_related("schedule")
+        .prefetch_related(members)
+        .order_by("pk")
+    ):
+        rotations.setdefault(rotation.schedule_id, []).append(
+            (rotation, [member.user for member in rotation.members.all()])
+        )
+    overrides: dict[int, list[Override]] = {}
+    for override in (
+        Override.objects.filter(schedule_id__in=ids, start__lte=last, end__gt=first)
+        .select_related("user")
+        .order_by("-created_at", "-pk")
+    ):
+        overrides.setdefault(override.schedule_id, []).append(override)
+    found: dict[tuple[int, datetime], list[User]] = {}
+    for schedule_id, at in wanted:
+        covering = next((o for o in overrides.get(schedule_id, []) if o.start <= at < o.end), None)
+        if covering is not None:
+            found[(schedule_id, at)] = [covering.user]
+            continue
+        people: list[User] = []
+        for rotation, rotation_members in rotations.get(schedule_id, []):
+            shift = rotation_shift_at(rotation, rotation_members, at)
+            if shift and shift.user not in people:
+                people.append(shift.user)
+        found[(schedule_id, at)] = people
+    return found

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
+from django.contrib.auth.models import User
+from django.db.models import Max, Prefetch
+from django.utils import timezone
 from redis.exceptions import RedisError
 
-from incidents.models import EventKind, TimelineEvent
-from paging import state
+from incidents.models import EventKind, Incident, Status, TimelineEvent
+from incidents.selectors import NextStep, PersonReach
+from paging import oncall, state
+from paging.models import (
+    ContactMethod,
+    EscalationLevel,
+    MaintenanceWindow,
+    Override,
+    PageStatus,
+    RotationMember,
+)
+from triage.sql import fetch_all
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +94,279 @@ def _paged_from_timeline(incident_ids: list[int]) -> dict[int, list[str]]:
         .values_list("incident_id", "data")
     )
     return {incident_id: list(data["paged"]) for incident_id, data in events}
+
+
+# --- delivery per person, and what happens next -----------------------------
+
+
+class HasEscalation(HasPaging, Protocol):
+    """What ``reach`` and ``next_steps`` read of an incident or a dashboard row."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def escalation_cycle(self) -> int: ...
+    @property
+    def escalation_step(self) -> int: ...
+    @property
+    def service_id(self) -> int: ...
+    @property
+    def policy_id(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class IncidentPaging:
+    """An incident's paging fields, as ``HasEscalation`` (the incident page)."""
+
+    pk: int
+    status: str
+    escalation_level: int
+    escalation_cycle: int
+    escalation_step: int
+    next_escalation_at: datetime | None
+    service_id: int
+    policy_id: int | None
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentPaging:
+        return cls(
+            pk=incident.pk,
+            status=incident.status,
+            escalation_level=incident.escalation_level,
+            escalation_cycle=incident.escalation_cycle,
+            escalation_step=incident.escalation_step,
+            next_escalation_at=incident.next_escalation_at,
+            service_id=incident.service_id,
+            policy_id=incident.service.escalation_policy_id,
+        )
+
+
+# Every page of each incident's current step, oldest first: who was paged now
+# and how each attempt went. One statement for a whole list of incidents
+# (page_incident_step index).
+_PAGES_SQL = """
+SELECT p.incident_id, COALESCE(u.username, ''), p.channel, p.status, p.error, p.sent_at
+FROM paging_page p
+JOIN unnest(%(ids)s::bigint[], %(steps)s::bigint[]) AS cur(incident_id, step)
+  ON p.incident_id = cur.incident_id AND p.step = cur.step
+LEFT JOIN auth_user u ON u.id = p.user_id
+ORDER BY p.incident_id, p.id
+"""
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%H:%M} UTC"
+
+
+def _person_reach(person: str, pages: list[tuple[str, str, str, datetime | None]]) -> PersonReach:
+    """One person's state from their pages of the step (channel, status, error, sent_at)."""
+    for channel, status, _, sent_at in pages:
+        if status == PageStatus.SENT:
+            when = f" at {_utc(sent_at)}" if sent_at else ""
+            return PersonReach(person, "sent", f"✓ {channel}", f"sent via {channel}{when}")
+    errors = [error for _, status, error, _ in pages if status == PageStatus.FAILED and error]
+    if any(status in (PageStatus.QUEUED, PageStatus.SENDING) for _, status, _, _ in pages):
+        if errors:
+            return PersonReach(person, "queued", "⟳ retrying", f"queued again after: {errors[-1]}")
+        return PersonReach(person, "queued", "… queued", "queued")
+    if pages and all(status == PageStatus.CANCELLED for _, status, _, _ in pages):
+        return PersonReach(person, "cancelled", "· not sent", "not sent: no longer needed")
+    if pages and all(channel == "none" for channel, _, _, _ in pages):
+        reason = errors[-1] if errors else "no contact method"
+        return PersonReach(person, "unreachable", f"✗ {reason}", f"not reachable: {reason}")
+    reason = errors[-1] if errors else "the channel refused the message"
+    return PersonReach(person, "failed", f"✗ {reason}", f"failed: {reason}")
+
+
+def reach(
+    incidents: Sequence[HasEscalation], paged: Mapping[int, list[str]]
+) -> dict[int, list[PersonReach]]:
+    """How each person paged at each incident's current step was reached, in
+    one query: people in the order they were paged, then anyone named in
+    ``paged`` (the live paging state) without a page row."""
+    # Step 0 never paged anyone: no query when no incident has paged yet.
+    stepped = [incident for incident in incidents if incident.escalation_step > 0]
+    rows = (
+        fetch_all(
+            _PAGES_SQL,
+            {
+                "ids": [incident.pk for incident in stepped],
+                "steps": [incident.escalation_step for incident in stepped],
+            },
+        )
+        if stepped
+        else []
+    )
+    pages: dict[int, dict[str, list[tuple[str, str, str, datetime | None]]]] = {}
+    for incident_id, person, channel, status, error, sent_at in rows:
+        pages.setdefault(incident_id, {}).setdefault(person or "a deleted user", []).append(
+            (channel, status, error, sent_at)
+        )
+    found: dict[int, list[PersonReach]] = {}
+    for incident in incidents:
+        mine = pages.get(incident.pk, {})
+        people = [_person_reach(person, attempts) for person, attempts in mine.items()]
+        people += [
+            PersonReach(name, "paged", "", "paged")
+            for name in paged.get(incident.pk, [])
+            if name not in mine
+        ]
+        found[incident.pk] = people
+    return found
+
+
+def _in(moment: datetime, now: datetime) -> str:
+    minutes = max(0, round((moment - now).total_seconds() / 60))
+    return "due now" if minutes == 0 else f"in {minutes} min"
+
+
+def next_steps(incidents: Sequence[HasEscalation], *, now: datetime) -> dict[int, NextStep | None]:
+    """What happens next for each incident, in a fixed number of queries.
+
+    "next: level 2 — bob, in 4 min" (the people of the next level as they will
+    be at its deadline: on-call schedules resolved for that moment), "last
+    level — nobody else will be paged", "… repeats 1 more time", "held by a
+    maintenance window until 04:00 UTC".
+    """
+    open_ones = [i for i in incidents if i.status != Status.RESOLVED]
+    held = _held(open_ones, now)
+    policies = {i.policy_id for i in open_ones if i.policy_id is not None}
+    levels: dict[int, list[EscalationLevel]] = {}
+    if policies:
+        for level in (
+            EscalationLevel.objects.filter(policy_id__in=policies)
+            .select_related("policy")
+            .prefetch_related(Prefetch("users", queryset=User.objects.order_by("pk")), "schedules")
+            .order_by("policy_id", "position", "pk")
+        ):
+            levels.setdefault(level.policy_id, []).append(level)
+    plans = {i.pk: _next_level(i, levels.get(i.policy_id or 0, [])) for i in open_ones}
+    wanted = {
+        (schedule.pk, i.next_escalation_at)
+        for i in open_ones
+        if (target := plans[i.pk]) is not None and i.next_escalation_at is not None
+        for schedule in target[0].schedules.all()
+    }
+    on_call = oncall.on_call_at_many(wanted)
+    found: dict[int, NextStep | None] = {i.pk: None for i in incidents}
+    for incident in open_ones:
+        found[incident.pk] = _describe(incident, plans[incident.pk], held, on_call, now)
+    return found
+
+
+def _held(incidents: Sequence[HasEscalation], now: datetime) -> dict[int, datetime]:
+    """Service id → end of the maintenance window holding it now (the latest end)."""
+    services = {i.service_id for i in incidents if i.next_escalation_at is not None}
+    if not services:
+        return {}
+    return dict(
+        MaintenanceWindow.objects.filter(service_id__in=services, start__lte=now, end__gt=now)
+        .values("service_id")
+        .annotate(until=Max("end"))
+        .values_list("service_id", "until")
+    )
+
+
+def _next_level(
+    incident: HasEscalation, levels: list[EscalationLevel]
+) -> tuple[EscalationLevel, int, int] | None:
+    """(the level paged at the next deadline, its number, repeats left after it), or None."""
+    if not levels or incident.status != Status.TRIGGERED or incident.escalation_level == 0:
+        return None
+    repeats = levels[0].policy.repeat_count - incident.escalation_cycle
+    if incident.escalation_level < len(levels):
+        return levels[incident.escalation_level], incident.escalation_level + 1, repeats
+    if repeats > 0:
+        return levels[0], 1, repeats - 1
+    return None
+
+
+def _describe(
+    incident: HasEscalation,
+    plan: tuple[EscalationLevel, int, int] | None,
+    held: Mapping[int, datetime],
+    on_call: Mapping[tuple[int, datetime], list[User]],
+    now: datetime,
+) -> NextStep | None:
+    at = incident.next_escalation_at
+    until = held.get(incident.service_id)
+    if at is not None and until is not None:
+        return NextStep(f"held by a maintenance window until {_utc(until)}")
+    if incident.status == Status.ACKNOWLEDGED:
+        if at is None:
+            return None
+        return NextStep("pages level 1 again if not resolved,", at)
+    if incident.escalation_level == 0:
+        return None
+    if at is None or plan is None:
+        return NextStep("last level — nobody else will be paged")
+    level, number, repeats = plan
+    people: list[str] = [person.get_username() for person in level.users.all()]
+    for schedule in level.schedules.all():
+        for person in on_call.get((schedule.pk, at), []):
+            if person.get_username() not in people:
+                people.append(person.get_username())
+    again = " again" if number <= incident.escalation_level else ""
+    after = ""
+    if again:
+        after = f"; repeats {repeats + 1} more time" + ("s" if repeats else "")
+    who = ", ".join(people) or "nobody"
+    return NextStep(f"next: level {number}{again} — {who},", at, after)
+
+
+# --- reachability before it matters -----------------------------------------
+
+
+def unreachable(people: Iterable[User]) -> dict[int, str]:
+    """User id → why triage cannot be sure to reach them, for the people given
+    who have no verified contact method (one query). Verified: a test or a real
+    page was delivered through an enabled method."""
+    people = list(people)
+    why: dict[int, str] = {person.pk: "no contact method" for person in people}
+    methods = ContactMethod.objects.filter(user__in=people).order_by("user_id", "position", "pk")
+    seen: dict[int, list[ContactMethod]] = {}
+    for method in methods:
+        seen.setdefault(method.user_id, []).append(method)
+    for user_id, theirs in seen.items():
+        enabled = [method for method in theirs if method.enabled]
+        if any(method.reach_verified_at is not None for method in enabled):
+            del why[user_id]
+        elif not enabled:
+            why[user_id] = "all contact methods are disabled"
+        else:
+            failed = [m.last_test_result for m in enabled if m.last_test_at and m.last_test_result]
+            why[user_id] = (
+                f"no method verified yet (last test: {failed[-1]})"
+                if failed
+                else "no method verified yet: send a test notification"
+            )
+    return why
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    person: User
+    reason: str
+    targeted_by: list[str]  # schedules and policies that would page them
+
+
+def unreachable_everyone() -> list[Unreachable]:
+    """Every active person triage cannot be sure to reach, with what pages them."""
+    people = list(User.objects.filter(is_active=True).order_by("username"))
+    reasons = unreachable(people)
+    targeted: dict[int, list[str]] = {}
+    for user_id, name in RotationMember.objects.values_list("user_id", "rotation__schedule__name"):
+        targeted.setdefault(user_id, []).append(f"schedule {name}")
+    for user_id, name in Override.objects.filter(end__gt=timezone.now()).values_list(
+        "user_id", "schedule__name"
+    ):
+        targeted.setdefault(user_id, []).append(f"schedule {name} (override)")
+    for user_id, name in EscalationLevel.users.through.objects.values_list(
+        "user_id", "escalationlevel__policy__name"
+    ):
+        targeted.setdefault(user_id, []).append(f"policy {name}")
+    return [
+        Unreachable(person, reasons[person.pk], sorted(set(targeted.get(person.pk, []))))
+        for person in people
+        if person.pk in reasons
+    ]

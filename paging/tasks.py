@@ -19,6 +19,11 @@ logger = logging.getLogger(__name__)
 @shared_task(name="paging.check_escalations", ignore_result=True)
 def check_escalations() -> dict[str, Any]:
     result = escalation.check()
+    if result["claimed"]:
+        # Only passes that did something are logged (a pass a second that
+        # finds nothing due would drown every other line); the heartbeat
+        # shows the loop is alive.
+        logger.info("escalation pass", extra={"outcomes": result})
     if settings.ESCALATION_HEARTBEAT_URL and state.once_per("heartbeat-ping", 60):
         ping_heartbeat.delay()
     return result

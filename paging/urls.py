@@ -12,5 +12,7 @@ urlpatterns = [
     path("oncall/people/<str:username>.ics", views.person_ical, name="person-ical"),
     path("account/notifications", views.notifications, name="notifications"),
     path("account/notifications/<int:pk>/test", views.test_notification, name="notification-test"),
+    path("oncall/unreachable", views.unreachable_page, name="oncall-unreachable"),
+    path("account/notifications/<int:pk>/row", views.notification_row, name="notification-row"),
     path("account/notifications/<int:pk>/delete", views.delete_method, name="notification-delete"),
 ]

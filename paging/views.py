@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,6 +19,7 @@ from incidents.tokens import authenticate_token
 from paging import oncall
 from paging.forms import ContactMethodForm, RuleForm
 from paging.models import ContactMethod, NotificationRule, Schedule
+from paging.selectors import unreachable, unreachable_everyone
 from paging.tasks import send_test_notification
 
 TIMELINE_DAYS = 14
@@ -29,17 +31,36 @@ ICAL_WEEKS = 8
 def oncall_page(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     rows = []
+    people: dict[int, User] = {}
     for schedule in Schedule.objects.order_by("name"):
         shifts = oncall.shifts(schedule, start=now, end=now + timedelta(days=TIMELINE_DAYS))
+        on_call = oncall.who_is_on_call(schedule, at=now)
+        upcoming = oncall.next_handoff(schedule, at=now)
+        for person in [*on_call, *([upcoming.user] if upcoming else [])]:
+            people[person.pk] = person
         rows.append(
             {
                 "schedule": schedule,
-                "now": oncall.who_is_on_call(schedule, at=now),
-                "next": oncall.next_handoff(schedule, at=now),
+                "now": on_call,
+                "next": upcoming,
                 "shifts": shifts,
             }
         )
-    return render(request, "paging/oncall.html", {"rows": rows, "days": TIMELINE_DAYS})
+    # People on call now or next whom nothing verified can reach: say so
+    # before an incident finds out.
+    reasons = unreachable(people.values())
+    warnings = [(people[pk], reason) for pk, reason in sorted(reasons.items())]
+    context = {"rows": rows, "days": TIMELINE_DAYS, "warnings": warnings}
+    return render(request, "paging/oncall.html", context)
+
+
+@login_required
+@require_GET
+def unreachable_page(request: HttpRequest) -> HttpResponse:
+    """Staff: everyone triage cannot be sure to reach, why, and what pages them."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff can see who cannot be reached.")
+    return render(request, "paging/unreachable.html", {"people": unreachable_everyone()})
 
 
 def _calendar(name: str, shifts: list[tuple[str, oncall.Shift]]) -> HttpResponse:
@@ -137,19 +158,53 @@ def notifications(request: HttpRequest) -> HttpResponse:
                 return redirect("notifications")
         status = 422
     methods = ContactMethod.objects.filter(user=request.user.pk).prefetch_related("rules")
-    context = {"methods": methods, "method_form": method_form, "rule_form": rule_form}
+    user: User = request.user  # type: ignore[assignment]  # login_required
+    context = {
+        "methods": methods,
+        "method_form": method_form,
+        "rule_form": rule_form,
+        "testing": TESTING,
+        "unverified": unreachable([user]).get(user.pk, ""),
+    }
     return render(request, "paging/notifications.html", context, status=status)
+
+
+# While a test notification is on its way, its method's last result says so;
+# the row polls until the worker writes the outcome. A test that has not
+# finished after TEST_PATIENCE (no worker running) stops the polling.
+TESTING = "sending test…"
+TEST_PATIENCE = timedelta(seconds=60)
+
+
+def _row(request: HttpRequest, method: ContactMethod) -> HttpResponse:
+    testing = method.last_test_result == TESTING
+    stale = testing and (
+        method.last_test_at is None or method.last_test_at < timezone.now() - TEST_PATIENCE
+    )
+    context = {"method": method, "polling": testing and not stale, "stale": stale}
+    return render(request, "paging/notifications.html#method-row", context)
 
 
 @login_required
 @require_POST
 def test_notification(request: HttpRequest, pk: int) -> HttpResponse:
     method = get_object_or_404(ContactMethod, pk=pk, user=request.user.pk)
-    send_test_notification.delay(method.pk)
-    messages.success(
-        request, f"Test notification to {method.name} queued; reload to see how it went."
+    ContactMethod.objects.filter(pk=method.pk).update(
+        last_test_at=timezone.now(), last_test_result=TESTING
     )
+    send_test_notification.delay(method.pk)
+    if getattr(request, "htmx", False):
+        method.refresh_from_db()
+        return _row(request, method)
+    messages.success(request, f"Test notification to {method.name} on its way.")
     return redirect("notifications")
+
+
+@login_required
+@require_GET
+def notification_row(request: HttpRequest, pk: int) -> HttpResponse:
+    """One contact method's row: what the test page polls until the test ends."""
+    return _row(request, get_object_or_404(ContactMethod, pk=pk, user=request.user.pk))
 
 
 @login_required

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from incidents.models import Incident, Status
-from tests.factories import IncidentFactory, ServiceFactory, UserFactory
+from paging.models import Page as Notification
+from paging.models import PageStatus
+from tests.factories import (
+    IncidentFactory,
+    ServiceFactory,
+    UserFactory,
+    contact,
+    policy_with_levels,
+)
+from tests.processes import BIN, app_env, celery_worker, wait_for
+from tests.test_reach_processes import logged
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -195,3 +206,51 @@ def test_a_flood_of_guesses_does_not_lock_a_responder_out_of_their_browser(
     assert device["httpOnly"]
     assert device["sameSite"] == "Lax"
     assert "triage_device" not in page.evaluate("document.cookie")
+
+
+def test_nobody_reached_shows_within_one_refresh_and_level_2_was_paged_at_once(
+    page: Page, live_server: Any, tmp_path: Path, outbound_loopback: Any
+) -> None:
+    """alice's only method is a webhook that refuses connections; bob has
+    none. Real worker and beat deliver (and retry) alice's page; the backoff
+    is shortened by moving each retry's due time back, so reconciliation
+    (every second here) sends it at once."""
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    contact(alice, url="json://127.0.0.1:9/hook")  # nothing listens there
+    service = ServiceFactory(name="Web shop", slug="web")
+    service.escalation_policy = policy_with_levels((30, [alice]), (30, [bob]))
+    service.save()
+    base = live_server.url
+    log_in(page, base)
+    incident = IncidentFactory(service=service, title="Checkout returns 502")
+    row = page.locator(f'#incident-list tr[data-incident="{incident.pk}"]')
+    expect(row).to_contain_text("alice … queued", timeout=10_000)
+    expect(row).to_contain_text("next: level 2 — bob, in 29m")  # a live countdown
+
+    pending = Notification.objects.filter(incident=incident, status=PageStatus.QUEUED)
+    unfinished = Notification.objects.filter(
+        incident=incident, status__in=[PageStatus.QUEUED, PageStatus.SENDING]
+    )
+    quick = {"RECONCILE_SECONDS": "1", "ESCALATION_CHECK_SECONDS": "0.5"}
+    beat = [str(BIN / "celery"), "-A", "triage", "beat", "-s", str(tmp_path / "schedule")]
+    with celery_worker(env=app_env(**quick)), logged(beat, tmp_path / "beat.log", **quick):
+
+        def every_attempt_failed() -> bool:
+            # Each retry falls due at once: reconciliation sends it.
+            pending.update(due_at=timezone.now() - timedelta(seconds=31))
+            attempts = Notification.objects.filter(incident=incident, user=alice).count()
+            return attempts == 5 and not unfinished.exists()
+
+        wait_for(every_attempt_failed, 60, "alice's five attempts failed")
+        expect(row).to_contain_text("nobody reached", timeout=6_000)  # one 5 s refresh
+    expect(row).to_contain_text("bob ✗ no contact method")
+    expect(row).to_contain_text("last level — nobody else will be paged")
+    incident.refresh_from_db()
+    assert incident.escalation_level == 2
+    assert incident.opened_at + timedelta(minutes=30) > timezone.now()  # did not wait
+    page.goto(f"{base}/incidents/{incident.pk}")
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("Could not reach alice: connection refused by 127.0.0.1")
+    expect(timeline).to_contain_text("Escalated to level 2 (nobody at level 1 could be reached)")
+    expect(timeline).to_contain_text("Could not reach bob: no contact method")
+    expect(page.locator("#incident-body header")).to_contain_text("nobody reached")

@@ -168,7 +168,11 @@ def test_a_row_shows_the_incident_escaped(alice_client: Client, alice: User) -> 
         '<span class="status acknowledged">Acknowledged</span> <small>by &lt;u&gt;alice&lt;/u&gt;'
         in row
     )
-    assert "<td>&lt;i&gt;ana&lt;/i&gt;, o&#x27;brien</td>" in row
+    assert (
+        '<td class="reach"><span class="reach-paged" title="&lt;i&gt;ana&lt;/i&gt;: paged">'
+        '&lt;i&gt;ana&lt;/i&gt;</span>, <span class="reach-paged" title="o&#x27;brien: paged">'
+        "o&#x27;brien</span></td>" in row
+    )
     assert f'datetime="{incident.opened_at.isoformat()}" data-age' in row
     # The service filter offers it escaped too.
     assert f'<option value="{service.slug}">&lt;b&gt;Payments&lt;/b&gt;</option>' in html

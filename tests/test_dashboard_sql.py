@@ -19,7 +19,14 @@ from django.utils import timezone
 from time_machine import TimeMachineFixture
 
 from incidents import selectors, services
-from incidents.models import OPEN_STATUSES, SEVERITY_RANK, Incident, Service, Severity
+from incidents.models import (
+    NOBODY_REACHED_LAST,
+    OPEN_STATUSES,
+    SEVERITY_RANK,
+    Incident,
+    Service,
+    Severity,
+)
 from postmortems.selectors import SUGGESTION_LIMIT, SUGGESTION_WINDOW, postmortem_suggestions
 from tests.factories import IncidentFactory, ServiceFactory
 from tests.postmortem_factories import postmortem, resolved_incident
@@ -46,7 +53,9 @@ def orm(filters: selectors.IncidentFilter) -> QuerySet[Incident]:
         if number.isascii() and number.isdigit() and int(number) < 2**63:
             match |= Q(pk=int(number))
         incidents = incidents.filter(match)
-    return incidents.alias(rank=SEVERITY_RANK).order_by("rank", "opened_at", "id")
+    return incidents.alias(rank=SEVERITY_RANK, reached=NOBODY_REACHED_LAST).order_by(
+        "rank", "reached", "opened_at", "id"
+    )
 
 
 @pytest.fixture
@@ -65,6 +74,9 @@ def varied() -> list[Service]:
         # Opened out of id order, three at a time at the same instant.
         opened = T0 + timedelta(seconds=(n * 11 % 70) // 3)
         Incident.objects.filter(pk=incident.pk).update(opened_at=opened)
+        if n % 5 == 3:
+            # Nobody could be reached: first within its severity.
+            Incident.objects.filter(pk=incident.pk).update(nobody_reached_at=opened)
         if n % 4 == 1:
             services.acknowledge_incident(incident, actor=None)
         elif n % 7 == 2:

@@ -286,7 +286,7 @@ def test_people_without_contact_methods_show_as_failed_pages(web: Service, redis
     incident = IncidentFactory(service=web)
     page = Page.objects.get(incident=incident)
     assert page.status == PageStatus.FAILED
-    assert page.error == "no contact method configured"
+    assert page.error == "no contact method"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from time_machine import TimeMachineFixture
 from incidents import services
 from incidents.errors import DomainError, DuplicateOpenIncident, IdempotencyConflict
 from incidents.models import EventKind, Incident, Service, Status
-from tests.factories import IncidentFactory, policy_with_levels
+from tests.factories import IncidentFactory, contact, policy_with_levels
 
 pytestmark = pytest.mark.django_db
 
@@ -141,6 +141,7 @@ def test_reopen_is_refused_when_another_incident_holds_the_dedup_key(web: Servic
 def test_escalating_an_acknowledged_incident_triggers_it_at_the_next_level(
     alice: User, web: Service
 ) -> None:
+    contact(alice)  # reachable: a level nobody can be reached on is skipped at once
     web.escalation_policy = policy_with_levels((5, [alice]), (5, [alice]))
     web.save()
     incident = IncidentFactory(service=web)
@@ -184,6 +185,7 @@ def test_the_database_refuses_invalid_status_and_severity(change: dict[str, str]
 
 
 def test_acting_from_outside_triage_says_where_on_the_timeline(alice: User, web: Service) -> None:
+    contact(alice)  # reachable: a level nobody can be reached on is skipped at once
     web.escalation_policy = policy_with_levels((5, [alice]), (5, [alice]))
     web.save()
     incident = services.acknowledge_incident(

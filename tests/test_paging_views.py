@@ -105,12 +105,12 @@ def test_the_dashboard_shows_who_is_paged_and_the_next_escalation(
     assert f'data-incident="{incident.pk}"' in html
     row = html[html.index(f'data-incident="{incident.pk}"') :]
     row = row[: row.index("</tr>")]
-    assert "<td>alice</td>" in row
+    assert ">alice … queued</span></td>" in row
     assert "data-countdown" in row
     # With Redis emptied, the same comes from PostgreSQL.
     redis.flushall()
     again = alice_client.get("/").content.decode()
-    assert "<td>alice</td>" in again
+    assert ">alice … queued</span></td>" in again
     page = alice_client.get(f"/incidents/{incident.pk}").content.decode()
     assert "Pages" in page
     assert "no contact method" not in page

@@ -89,6 +89,8 @@ ACCESS: dict[str, tuple[str, str]] = {
     "account/notifications": ("GET", "login"),
     "account/notifications/<int:pk>/test": ("POST", "login"),
     "account/notifications/<int:pk>/delete": ("POST", "login"),
+    "account/notifications/<int:pk>/row": ("GET", "login"),
+    "oncall/unreachable": ("GET", "staff"),
     "": ("GET", "login"),
     "incidents": ("POST", "either"),
     "incidents/new": ("GET", "login"),

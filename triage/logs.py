@@ -160,6 +160,26 @@ class JsonFormatter(_BaseJsonFormatter):
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+# Tasks that run every second or so and usually find nothing to do (Celery
+# beat's escalation check): Celery's per-run INFO lines about them ("Sending
+# due task", "Task ... received", "Task ... succeeded") are dropped; the task
+# logs a line itself when it did something, and its heartbeat is in /metrics
+# and /readyz.
+ROUTINE_TASKS = frozenset({"paging.check_escalations"})
+
+
+class QuietRoutineTasks(logging.Filter):
+    """Drops Celery's below-WARNING lines about ``ROUTINE_TASKS`` (set on the
+    loggers that write them, so every handler is spared them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        args = record.args
+        values = args.values() if isinstance(args, dict) else (args or ())
+        return not any(value in ROUTINE_TASKS for value in values if isinstance(value, str))
+
+
 class ConsoleFormatter(logging.Formatter):
     """`HH:MM:SS level logger message key=value ...`, for people reading a terminal."""
 

@@ -320,7 +320,10 @@ LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "console"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "triage.logs.ContextFilter"}},
+    "filters": {
+        "context": {"()": "triage.logs.ContextFilter"},
+        "quiet_routine_tasks": {"()": "triage.logs.QuietRoutineTasks"},
+    },
     "formatters": {
         "json": {"()": "triage.logs.JsonFormatter"},
         "console": {"()": "triage.logs.ConsoleFormatter"},
@@ -338,7 +341,12 @@ LOGGING = {
         # Our access log replaces Django's and gunicorn's per-request lines.
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
-        "celery.app.trace": {"level": LOG_LEVEL},
+        # Celery's lines about every run of the once-a-second escalation check
+        # are dropped (triage.logs.ROUTINE_TASKS): it logs when it did something.
+        "celery.app.trace": {"level": LOG_LEVEL, "filters": ["quiet_routine_tasks"]},
+        "celery.worker.strategy": {"filters": ["quiet_routine_tasks"]},
+        "celery.worker.request": {"filters": ["quiet_routine_tasks"]},
+        "celery.beat": {"filters": ["quiet_routine_tasks"]},
     },
 }
 

@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from html import escape
 
 from django import template
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from incidents.models import Severity, Status
-from incidents.selectors import DashboardRow
+from incidents.selectors import DashboardRow, NextStep, PersonReach
 
 register = template.Library()
 
@@ -40,12 +41,15 @@ def _row(incident: DashboardRow, incident_url: str) -> str:
         if incident.acknowledged_by is not None
         else ""
     )
-    # paged and next_escalation_at: set by the view from the paging state.
-    paged = escape(", ".join(incident.paged)) or "—"
-    next_at = incident.next_escalation_at.isoformat() if incident.next_escalation_at else ""
-    countdown = f'<time datetime="{next_at}" data-countdown>{next_at}</time>' if next_at else "—"
+    # reach and next_step: set by the view from the paging state and pages.
+    paged = _reach(incident.reach) if incident.reach else escape(", ".join(incident.paged)) or "—"
+    flag = ""
+    row_class = f"status-{status}"
+    if incident.nobody_reached_at is not None and incident.status == "triggered":
+        flag = ' <strong class="nobody-reached">nobody reached</strong>'
+        row_class += " nobody-reached"
     return (
-        f'<tr class="status-{status}" data-incident="{pk}">'
+        f'<tr class="{row_class}" data-incident="{pk}">'
         f'<td><span class="badge sev-{severity}" title="{severity}">'
         f"{SEVERITY_LABELS.get(incident.severity, severity)}</span></td>"
         f'<td><a href="{url}">#{pk}</a></td>'
@@ -53,11 +57,45 @@ def _row(incident: DashboardRow, incident_url: str) -> str:
         f"<td>{escape(incident.service_name)}</td>"
         f'<td><time datetime="{opened}" data-age>{opened}</time></td>'
         f'<td><span class="status {status}">{STATUS_LABELS.get(incident.status, status)}</span>'
-        f"{acknowledged}</td>"
-        f"<td>{paged}</td>"
-        f"<td>{countdown}</td>"
+        f"{acknowledged}{flag}</td>"
+        f'<td class="reach">{paged}</td>'
+        f'<td class="next">{next_step(incident.next_step)}</td>'
         "</tr>\n"
     )
+
+
+def _reach(people: list[PersonReach]) -> str:
+    """ "alice ✓ ntfy, bob ✗ no contact method", each with its whole story as a tooltip."""
+    return ", ".join(
+        f'<span class="reach-{escape(p.state)}" title="{escape(p.person)}: '
+        f'{escape(p.sentence)}">{escape(p.person)}'
+        f"{' ' + escape(p.short) if p.short else ''}</span>"
+        for p in people
+    )
+
+
+def next_step(step: NextStep | None) -> str:
+    """ "next: level 2 — bob, in 4 min" with a live countdown, or "—"."""
+    if step is None:
+        return "—"
+    if step.at is None:
+        return escape(step.text)
+    at = step.at.isoformat()
+    left = max(0, round((step.at - timezone.now()).total_seconds() / 60))
+    return (
+        f'{escape(step.text)} <time datetime="{at}" data-countdown>in {left} min</time>'
+        f"{escape(step.after)}"
+    )
+
+
+@register.simple_tag
+def next_step_html(step: NextStep | None) -> SafeString:
+    return _escaped(next_step(step))
+
+
+@register.simple_tag
+def reach_html(people: list[PersonReach]) -> SafeString:
+    return _escaped(_reach(people) or "—")
 
 
 def _escaped(html: str) -> SafeString:
