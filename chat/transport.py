@@ -1,0 +1,48 @@
+"""The one door every outbound call to Slack or Mattermost goes through.
+
+Both clients (``slack_sdk``'s WebClient and ``requests`` for Mattermost) are
+only ever called inside ``send``: a policy about where triage may connect
+(an address allow-list, a proxy) is applied here once, for every chat call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import requests
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+T = TypeVar("T")
+
+
+class ChatUnavailable(Exception):
+    """The chat service could not be reached or refused the call; worth retrying
+    (posting tasks do) and worth a plain sentence (people see it)."""
+
+
+class ChatNotFound(ChatUnavailable):
+    """The chat service says the thing asked for (a user, a post) does not exist."""
+
+
+_NOT_FOUND = {"user_not_found", "users_not_found", "message_not_found", "channel_not_found"}
+
+
+def send(call: Callable[[], T]) -> T:
+    """Make one outbound call; any transport or API failure is ChatUnavailable."""
+    try:
+        return call()
+    except SlackApiError as exc:
+        error = exc.response.get("error", "unknown_error") if exc.response else "unknown_error"
+        if error in _NOT_FOUND:
+            raise ChatNotFound(f"Slack says {error}") from exc
+        raise ChatUnavailable(f"Slack refused the call: {error}") from exc
+    except SlackClientError as exc:
+        raise ChatUnavailable(f"Slack could not be reached: {exc}") from exc
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        if status == 404:
+            raise ChatNotFound("Mattermost answered HTTP 404") from exc
+        raise ChatUnavailable(f"Mattermost answered HTTP {status}") from exc
+    except (requests.RequestException, OSError) as exc:
+        raise ChatUnavailable(f"could not reach the chat service: {exc}") from exc
