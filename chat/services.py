@@ -207,12 +207,18 @@ def linking_answer(chat_user: ChatUser) -> str:
 _VERBS = {"acknowledge": "Acknowledged", "resolve": "Resolved", "escalate": "Escalated"}
 
 
-def act(user: User, action: str, incident_id: int, *, provider: str) -> str:
-    """Acknowledge, resolve or escalate as ``user``; a sentence saying what happened."""
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    done: bool  # False: refused (no such incident, not in a state for it)
+
+
+def act(user: User, action: str, incident_id: int, *, provider: str) -> Answer:
+    """Acknowledge, resolve or escalate as ``user``, saying what happened."""
     via = Provider(provider).label
     incident = Incident.objects.filter(pk=incident_id).first()
     if incident is None:
-        return f"There is no incident #{incident_id}."
+        return Answer(f"There is no incident #{incident_id}.", done=False)
     try:
         if action == "acknowledge":
             incident_services.acknowledge_incident(incident, actor=user, via=via)
@@ -221,8 +227,9 @@ def act(user: User, action: str, incident_id: int, *, provider: str) -> str:
         else:
             incident_services.escalate_incident(incident, actor=user, via=via)
     except DomainError as exc:
-        return exc.detail
-    return f"{_VERBS[action]} #{incident.pk} {incident.title} as {user.get_username()}."
+        return Answer(exc.detail, done=False)
+    verb = _VERBS[action]
+    return Answer(f"{verb} #{incident.pk} {incident.title} as {user.get_username()}.", done=True)
 
 
 USAGE = (
@@ -254,12 +261,12 @@ def parse_command(text: str) -> Command:
     return Command("")
 
 
-def run_command(user: User, command: Command, *, provider: str) -> str:
+def run_command(user: User, command: Command, *, provider: str) -> Answer:
     if command.action == "oncall":
-        return who_is_on_call(command.schedule)
+        return Answer(who_is_on_call(command.schedule), done=True)
     if command.action:
         return act(user, command.action, command.incident_id, provider=provider)
-    return USAGE  # pragma: no cover - views answer usage before asking who the user is
+    return Answer(USAGE, done=False)
 
 
 def who_is_on_call(slug: str = "") -> str:

@@ -48,9 +48,9 @@ def slack_unlinked(user: dict[str, str], channel: str, command: dict[str, Any]) 
     if person is None:
         slack.post_ephemeral(channel, chat_user.user_id, services.linking_answer(chat_user))
         return "asked to link"
-    reply = services.run_command(person, services.Command(**command), provider="slack")
+    answer = services.run_command(person, services.Command(**command), provider="slack")
     # ...but never once it acted: a retry would escalate a second time.
-    reply_in_slack(channel, chat_user.user_id, reply)
+    reply_in_slack(channel, chat_user.user_id, answer.text)
     return "acted"
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from dataclasses import asdict
+from typing import Any, cast
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -100,13 +102,13 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
     person = services.identity(chat_user)
     if person is None:
         tasks.slack_unlinked.delay(
-            {"id": chat_user.user_id, "name": chat_user.username}, channel, command.__dict__
+            {"id": chat_user.user_id, "name": chat_user.username}, channel, asdict(command)
         )
         return HttpResponse(status=200)
-    reply = services.run_command(person, command, provider=Provider.SLACK)
-    if not reply.startswith(("Acknowledged", "Resolved", "Escalated")):
+    answer = services.run_command(person, command, provider=Provider.SLACK)
+    if not answer.done:
         # A refusal (already resolved...): only the presser hears about it.
-        tasks.slack_reply.delay(channel, chat_user.user_id, reply)
+        tasks.slack_reply.delay(channel, chat_user.user_id, answer.text)
     # Success shows as the message itself changing (queued by the change).
     return HttpResponse(status=200)
 
@@ -128,16 +130,16 @@ def slack_commands(request: HttpRequest) -> HttpResponse:
     person = services.identity(chat_user)
     if person is None:
         tasks.slack_unlinked.delay(
-            {"id": chat_user.user_id, "name": chat_user.username}, channel, command.__dict__
+            {"id": chat_user.user_id, "name": chat_user.username}, channel, asdict(command)
         )
         return _ephemeral("Looking up your Slack account's verified email in triage…")
-    return _ephemeral(services.run_command(person, command, provider=Provider.SLACK))
+    return _ephemeral(services.run_command(person, command, provider=Provider.SLACK).text)
 
 
 # --- Mattermost ----------------------------------------------------------------------
 
 
-def _mattermost_person(chat_user: ChatUser) -> tuple[Any, str]:
+def _mattermost_person(chat_user: ChatUser) -> tuple[User | None, str]:
     """The linked triage user, or None and what to tell the chat user."""
     person = services.identity(chat_user)
     if person is not None:
@@ -173,11 +175,11 @@ def mattermost_actions(request: HttpRequest) -> HttpResponse:
     chat_user = _chat_user(Provider.MATTERMOST, body.get("user_id"), body.get("user_name"))
     if chat_user is None:
         return problem(400, "Bad Mattermost action", "user_id is required.")
-    person, answer = _mattermost_person(chat_user)
+    person, why = _mattermost_person(chat_user)
     if person is None:
-        return JsonResponse({"ephemeral_text": answer})
-    reply = services.act(person, str(action), incident, provider=Provider.MATTERMOST)
-    return JsonResponse({"ephemeral_text": reply})
+        return JsonResponse({"ephemeral_text": why})
+    answer = services.act(person, str(action), incident, provider=Provider.MATTERMOST)
+    return JsonResponse({"ephemeral_text": answer.text})
 
 
 @csrf_exempt
@@ -193,10 +195,10 @@ def mattermost_commands(request: HttpRequest) -> HttpResponse:
     )
     if chat_user is None:
         return problem(400, "Bad slash command", "user_id is required.")
-    person, answer = _mattermost_person(chat_user)
+    person, why = _mattermost_person(chat_user)
     if person is None:
-        return _ephemeral(answer)
-    return _ephemeral(services.run_command(person, command, provider=Provider.MATTERMOST))
+        return _ephemeral(why)
+    return _ephemeral(services.run_command(person, command, provider=Provider.MATTERMOST).text)
 
 
 # --- linking -------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def link(request: HttpRequest, token: str) -> HttpResponse:
     }
     if request.method == "POST":
         try:
-            services.bind(chat_user, request.user, linked_by="link")  # type: ignore[arg-type]
+            services.bind(chat_user, cast(User, request.user), linked_by="link")
         except services.AlreadyLinked as exc:
             return render(request, "chat/link.html", {**context, "refused": str(exc)}, status=409)
         return render(request, "chat/link.html", {**context, "linked": True})

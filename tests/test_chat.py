@@ -622,3 +622,57 @@ def test_mattermost_being_down_while_checking_who_pressed_is_said_plainly(
     )
     incident.refresh_from_db()
     assert incident.status == Status.TRIGGERED
+
+
+# --- admin and settings ----------------------------------------------------------------
+
+
+def test_staff_give_a_service_a_chat_channel_in_the_admin(
+    root: User, web: Service, alice_in_slack: ChatIdentity
+) -> None:
+    staff = Client()
+    staff.force_login(root)
+    for page in (
+        "/admin/chat/chatchannel/",
+        "/admin/chat/chatchannel/add/",
+        "/admin/chat/chatmessage/",
+        "/admin/chat/chatidentity/?q=alice",
+        f"/admin/chat/chatidentity/{alice_in_slack.pk}/change/",
+    ):
+        assert staff.get(page).status_code == 200, page
+    added = staff.post(
+        "/admin/chat/chatchannel/add/",
+        {"service": web.pk, "provider": "mattermost", "channel_id": "4xp9fdt7pbgium38k5k6c95p6c"},
+    )
+    assert added.status_code == 302
+    assert ChatChannel.objects.get().service == web
+    assert str(ChatChannel.objects.get()) == "Mattermost 4xp9fdt7pbgium38k5k6c95p6c (Web shop)"
+    assert str(alice_in_slack) == "Slack @alice.s → alice"
+    assert staff.get("/admin/chat/chatmessage/add/").status_code == 403
+
+
+def test_chat_secrets_can_come_from_mounted_files(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, app_env
+
+    token = tmp_path / "slack_bot_token"
+    token.write_text("xoxb-from-a-file\n")
+    env = app_env(SLACK_BOT_TOKEN_FILE=str(token), SLACK_SIGNING_SECRET="s")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from chat import slack; from django.conf import settings; "
+            "print(settings.SLACK_BOT_TOKEN, slack.enabled())",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.splitlines()[-1] == "xoxb-from-a-file True", result.stderr

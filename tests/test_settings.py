@@ -41,6 +41,9 @@ def start_with(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         ("LOG_LEVEL", "loud"),
         ("DATABASE_CONN_MAX_AGE", "forever"),
         ("CSRF_TRUSTED_ORIGINS", "triage.example.com"),
+        ("SLACK_API_URL", "slack.com/api"),
+        ("MATTERMOST_URL", "chat.example.org"),
+        ("CHAT_TIMEOUT", "0"),
     ],
 )
 def test_a_malformed_setting_fails_naming_the_variable(variable: str, value: str) -> None:
