@@ -60,7 +60,7 @@ def _call(method: str, path: str, json: dict[str, Any] | None = None) -> dict[st
         body: dict[str, Any] = response.json()
         return body
 
-    return send(call)
+    return send("Mattermost", call)
 
 
 def create_post(channel_id: str, message: str, props: dict[str, Any]) -> str:

@@ -43,16 +43,18 @@ def _client() -> WebClient:
 
 def post_message(channel: str, text: str, blocks: list[dict[str, Any]]) -> tuple[str, str]:
     """Post to a channel; the channel ID and ts that identify the message."""
-    response = send(lambda: _client().chat_postMessage(channel=channel, text=text, blocks=blocks))
+    response = send(
+        "Slack", lambda: _client().chat_postMessage(channel=channel, text=text, blocks=blocks)
+    )
     return str(response["channel"]), str(response["ts"])
 
 
 def update_message(channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-    send(lambda: _client().chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
+    send("Slack", lambda: _client().chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
 
 
 def post_ephemeral(channel: str, user: str, text: str) -> None:
-    send(lambda: _client().chat_postEphemeral(channel=channel, user=user, text=text))
+    send("Slack", lambda: _client().chat_postEphemeral(channel=channel, user=user, text=text))
 
 
 def verified_email(user_id: str) -> str | None:
@@ -64,7 +66,7 @@ def verified_email(user_id: str) -> str | None:
     them. Deleted users and bots never match.
     """
     try:
-        response = send(lambda: _client().users_info(user=user_id))
+        response = send("Slack", lambda: _client().users_info(user=user_id))
     except ChatNotFound:
         return None  # a user Slack does not know is vouched for by nobody
     user = response.get("user") or {}

@@ -28,8 +28,25 @@ class ChatNotFound(ChatUnavailable):
 _NOT_FOUND = {"user_not_found", "users_not_found", "message_not_found", "channel_not_found"}
 
 
-def send(call: Callable[[], T]) -> T:
-    """Make one outbound call; any transport or API failure is ChatUnavailable."""
+def _reason(exc: BaseException) -> str:
+    """The root cause in words ("connection refused", "timed out"), found
+    beneath the wrapping layers of urllib, requests and urllib3."""
+    todo, seen = [exc], set()
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror[:1].lower() + current.strerror[1:]
+        linked = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        todo += [e for e in [*linked, *current.args] if isinstance(e, BaseException)]
+    return str(exc)
+
+
+def send(service: str, call: Callable[[], T]) -> T:
+    """Make one outbound call to ``service`` (for messages: "Slack",
+    "Mattermost"); any transport or API failure is ChatUnavailable."""
     try:
         return call()
     except SlackApiError as exc:
@@ -38,11 +55,11 @@ def send(call: Callable[[], T]) -> T:
             raise ChatNotFound(f"Slack says {error}") from exc
         raise ChatUnavailable(f"Slack refused the call: {error}") from exc
     except SlackClientError as exc:
-        raise ChatUnavailable(f"Slack could not be reached: {exc}") from exc
+        raise ChatUnavailable(f"Slack could not be reached: {_reason(exc)}") from exc
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         if status == 404:
             raise ChatNotFound("Mattermost answered HTTP 404") from exc
         raise ChatUnavailable(f"Mattermost answered HTTP {status}") from exc
     except (requests.RequestException, OSError) as exc:
-        raise ChatUnavailable(f"could not reach the chat service: {exc}") from exc
+        raise ChatUnavailable(f"{service} could not be reached: {_reason(exc)}") from exc

@@ -28,6 +28,7 @@ from chat.transport import ChatUnavailable
 from incidents.http import problem
 
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NUMBER = re.compile(r"[0-9]{1,12}")  # an incident number (ASCII digits only)
 MAX_BODY = 64 * 1024  # Slack and Mattermost send a few KB
 
 
@@ -79,7 +80,7 @@ def _slack_command(payload: dict[str, Any]) -> tuple[ChatUser, str, Command] | N
     value = str(action.get("value", ""))
     chat_user = _chat_user(Provider.SLACK, user.get("id"), user.get("username"))
     channel_id = channel.get("id")
-    if name not in ACTIONS or not value.isdigit() or chat_user is None:
+    if name not in ACTIONS or not _NUMBER.fullmatch(value) or chat_user is None:
         return None
     if not isinstance(channel_id, str) or not _ID.fullmatch(channel_id):
         return None

@@ -80,7 +80,7 @@ def button_press(incident_id: int, action: str, user_id: str = "U0ALICE", **kw: 
                 "type": "button",
                 "action_id": f"triage_{action}",
                 "block_id": f"triage-incident-{incident_id}",
-                "value": str(incident_id),
+                "value": kw.get("value", str(incident_id)),
                 "action_ts": "1700000002.000000",
             }
         ],

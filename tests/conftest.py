@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,6 +14,8 @@ from time_machine import TimeMachineFixture
 
 from incidents.models import Service
 from incidents.tokens import NewToken, create_api_token
+from tests.chat_helpers import chat_env
+from tests.chat_server import ChatServer, chat_server
 from tests.factories import ServiceFactory, UserFactory
 
 
@@ -73,3 +76,13 @@ def one_window(time_machine: TimeMachineFixture) -> None:
     minutes: a test counting attempts across a minute boundary would see the
     count start again half-way and fail for no reason."""
     time_machine.move_to(datetime(2026, 11, 23, 3, 0, 10, tzinfo=UTC), tick=False)
+
+
+@pytest.fixture
+def chat_api(settings: Any) -> Iterator[ChatServer]:
+    """Stand-ins for Slack's Web API and Mattermost's API v4 on 127.0.0.1, with
+    triage (and, through chat_env, a worker) configured to call them."""
+    with chat_server() as server:
+        for name, value in chat_env(server).items():
+            setattr(settings, name, value)
+        yield server

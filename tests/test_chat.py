@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -29,24 +28,14 @@ from tests.chat_helpers import (
     BASE_URL,
     COMMAND_TOKEN,
     button_press,
-    chat_env,
     slack_post,
     slack_signature,
     slash_command,
 )
-from tests.chat_server import ChatServer, chat_server
+from tests.chat_server import ChatServer
 from tests.factories import IncidentFactory, UserFactory, policy_with_levels
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def chat_api(settings: Any) -> Iterator[ChatServer]:
-    """The stand-in Slack and Mattermost, with triage configured to use them."""
-    with chat_server() as server:
-        for name, value in chat_env(server).items():
-            setattr(settings, name, value.rstrip("/") if name in ("BASE_URL",) else value)
-        yield server
 
 
 @pytest.fixture
@@ -298,6 +287,10 @@ def test_presses_that_are_not_triage_buttons_are_ignored(
         {"payload": json.dumps({"type": "view_submission", "user": {"id": "U0ALICE"}})}
     )
     assert slack_post(client, "/chat/slack/interactions", other).status_code == 200
+    odd_number = button_press(
+        incident.pk, "acknowledge", value="\u00b2"
+    )  # "²": isdigit() to Python
+    assert slack_post(client, "/chat/slack/interactions", odd_number).status_code == 200
     broken = urlencode({"payload": "{not json"})
     assert slack_post(client, "/chat/slack/interactions", broken).status_code == 400
     incident.refresh_from_db()
@@ -676,3 +669,36 @@ def test_chat_secrets_can_come_from_mounted_files(tmp_path: Any) -> None:
         timeout=60,
     )
     assert result.stdout.splitlines()[-1] == "xoxb-from-a-file True", result.stderr
+
+
+def test_a_user_slack_does_not_know_is_asked_to_link_and_a_lost_answer_is_only_logged(
+    chat_api: ChatServer, slack_channel: ChatChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    incident = opened(slack_channel.service)
+    command = {"action": "acknowledge", "incident_id": incident.pk}
+    assert tasks.slack_unlinked({"id": "U0GONE", "name": "x"}, "C0X", command) == "asked to link"
+    chat_api.fail_next = 1
+    tasks.slack_reply("C0X", "U0GONE", "hello")  # no exception: the worker moves on
+    assert "could not answer in Slack: Slack refused the call: service_unavailable" in caplog.text
+
+
+def test_slack_out_of_reach_is_a_plain_sentence(settings: Any, slack_channel: ChatChannel) -> None:
+    from tests.processes import free_port
+
+    settings.SLACK_SIGNING_SECRET, settings.SLACK_BOT_TOKEN = "s", "xoxb-x"
+    settings.SLACK_API_URL = f"http://127.0.0.1:{free_port()}/api/"  # nobody listens
+    incident = opened(slack_channel.service)
+    with pytest.raises(ChatUnavailable, match=r"^Slack could not be reached: connection refused$"):
+        services.sync_message(incident.pk, slack_channel.pk)
+
+
+def test_mattermost_out_of_reach_is_a_plain_sentence(
+    chat_api: ChatServer, settings: Any, mattermost_channel: ChatChannel
+) -> None:
+    from tests.processes import free_port
+
+    settings.MATTERMOST_URL = f"http://127.0.0.1:{free_port()}"  # nobody listens
+    incident = opened(mattermost_channel.service)
+    with pytest.raises(ChatUnavailable) as failure:
+        services.sync_message(incident.pk, mattermost_channel.pk)
+    assert str(failure.value) == "Mattermost could not be reached: connection refused"

@@ -5,7 +5,6 @@ as the linked user, and the worker edits the same message to say so."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,17 +14,9 @@ from chat.models import ChatChannel, ChatIdentity, ChatMessage
 from incidents.models import Service, Status
 from incidents.services import open_incident
 from tests.chat_helpers import button_press, chat_env, slack_post
-from tests.chat_server import ChatServer, chat_server
+from tests.chat_server import ChatServer
 from tests.factories import policy_with_levels
 from tests.processes import app_env, celery_worker, wait_for
-
-
-@pytest.fixture
-def chat_api(settings: object) -> Iterator[ChatServer]:
-    with chat_server() as server:
-        for name, value in chat_env(server).items():
-            setattr(settings, name, value)
-        yield server
 
 
 def blocks_text(call: dict[str, object]) -> str:
