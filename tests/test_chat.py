@@ -702,3 +702,34 @@ def test_mattermost_out_of_reach_is_a_plain_sentence(
     with pytest.raises(ChatUnavailable) as failure:
         services.sync_message(incident.pk, mattermost_channel.pk)
     assert str(failure.value) == "Mattermost could not be reached: connection refused"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_updates_racing_for_a_new_incident_post_it_once(
+    chat_api: ChatServer, web: Service
+) -> None:
+    import threading
+
+    from django.db import connection
+
+    channel = ChatChannel.objects.create(service=web, provider="slack", channel_id="C0INCIDENTS")
+    incident = opened(web)
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def sync() -> None:
+        try:
+            start.wait(5)
+            outcomes.append(services.sync_message(incident.pk, channel.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sync) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["posted", "updated"]
+    assert len(chat_api.called("chat.postMessage")) == 1
+    [update] = chat_api.called("chat.update")
+    assert update["ts"] == ChatMessage.objects.get().message_id
