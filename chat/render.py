@@ -4,6 +4,7 @@ buttons that still make sense for its status."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +32,11 @@ class Summary:
     url: str
     actions: list[str]  # the buttons to show
 
-    @property
-    def text(self) -> str:
-        """Plain text: notifications and clients that do not show blocks."""
+    def text(self, clean: Callable[[str], str]) -> str:
+        """Plain text (notifications, clients that show no blocks); ``clean``
+        makes the parts that come from alerts harmless."""
         paged = f" · Paged: {self.paged}" if self.paged else ""
-        return f"{self.headline} · {self.status}{paged}"
+        return f"{clean(self.headline)} · {self.status}{paged}"
 
 
 def _handle(user: User | None, provider: str) -> str:
@@ -84,7 +85,7 @@ def slack_blocks(incident: Incident, summary: Summary) -> list[dict[str, Any]]:
             "text": {
                 "type": "mrkdwn",
                 "text": f"*<{summary.url}|{_escape(summary.headline)}>*\n"
-                f"{incident.service} · *{summary.status}*{_escape(paged)}",
+                f"{_escape(str(incident.service))} · *{_escape(summary.status)}*{_escape(paged)}",
             },
         }
     ]
@@ -109,8 +110,16 @@ def slack_blocks(incident: Incident, summary: Summary) -> list[dict[str, Any]]:
 
 
 def _escape(text: str) -> str:
-    # Slack's mrkdwn treats these three as control characters.
+    # Slack's mrkdwn treats these three as control characters: unescaped, a
+    # title like "<!channel> disk full" from an alert would notify everyone.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _defuse(text: str) -> str:
+    # Mattermost notifies the whole channel for @all, @channel and @here in
+    # a post; text from alerts must not. A zero-width space after "@" keeps
+    # the look and breaks the mention.
+    return text.replace("@", "@\u200b")
 
 
 def mattermost_props(incident: Incident, summary: Summary) -> dict[str, Any]:
@@ -118,11 +127,11 @@ def mattermost_props(incident: Incident, summary: Summary) -> dict[str, Any]:
     return {
         "attachments": [
             {
-                "fallback": summary.text,
+                "fallback": summary.text(_defuse),
                 "color": _COLOURS[Status(incident.status)],
-                "title": summary.headline,
+                "title": _defuse(summary.headline),
                 "title_link": summary.url,
-                "text": f"{incident.service} · **{summary.status}**"
+                "text": f"{_defuse(str(incident.service))} · **{summary.status}**"
                 + (f" · Paged: {summary.paged}" if summary.paged else ""),
                 "actions": [
                     {
@@ -148,5 +157,5 @@ def for_provider(incident: Incident, provider: str) -> tuple[str, Any]:
     """The message text and the provider's rich part (Slack blocks, Mattermost props)."""
     summary = summarize(incident, provider)
     if provider == Provider.SLACK:
-        return summary.text, slack_blocks(incident, summary)
-    return summary.text, mattermost_props(incident, summary)
+        return summary.text(_escape), slack_blocks(incident, summary)
+    return summary.text(_defuse), mattermost_props(incident, summary)

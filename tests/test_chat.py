@@ -733,3 +733,21 @@ def test_two_updates_racing_for_a_new_incident_post_it_once(
     assert len(chat_api.called("chat.postMessage")) == 1
     [update] = chat_api.called("chat.update")
     assert update["ts"] == ChatMessage.objects.get().message_id
+
+
+def test_an_alert_title_cannot_notify_the_whole_channel(
+    chat_api: ChatServer, slack_channel: ChatChannel, mattermost_channel: ChatChannel
+) -> None:
+    incident = opened(slack_channel.service, dedup_key="x")
+    incident.title = "<!channel> disk full, @all look"
+    incident.save()
+    services.sync_message(incident.pk, slack_channel.pk)
+    services.sync_message(incident.pk, mattermost_channel.pk)
+    [slack_post_call] = chat_api.called("chat.postMessage")
+    assert "<!channel>" not in slack_post_call["text"] + shown(slack_post_call["blocks"])
+    assert "&lt;!channel&gt; disk full" in shown(slack_post_call["blocks"])
+    [mattermost_post] = chat_api.called("POST posts")
+    attachment = mattermost_post["props"]["attachments"][0]
+    for text in (mattermost_post["message"], attachment["title"], attachment["fallback"]):
+        assert "@all" not in text
+        assert "@\u200ball look" in text
