@@ -140,7 +140,10 @@ def link_by_email(chat_user: ChatUser) -> User | None:
     matches = list(User.objects.filter(email__iexact=email, is_active=True)[:2])
     if len(matches) != 1:
         return None
-    return bind(chat_user, matches[0], linked_by="email")
+    try:
+        return bind(chat_user, matches[0], linked_by="email")
+    except AlreadyLinked:
+        return None  # linked to an account that was deactivated since: staff decide
 
 
 class AlreadyLinked(Exception):

@@ -751,3 +751,27 @@ def test_an_alert_title_cannot_notify_the_whole_channel(
     for text in (mattermost_post["message"], attachment["title"], attachment["fallback"]):
         assert "@all" not in text
         assert "@\u200ball look" in text
+
+
+def test_a_chat_user_linked_to_a_deactivated_account_acts_as_nobody(
+    chat_api: ChatServer, client: Client, mattermost_channel: ChatChannel, alice: User
+) -> None:
+    ChatIdentity.objects.create(
+        provider="mattermost", chat_user_id="aliceid", user=alice, linked_by="link"
+    )
+    alice.is_active = False
+    alice.save()
+    # Another account has the address Mattermost vouches for.
+    UserFactory(username="alice2", email="alice@example.org")
+    chat_api.mattermost_users["aliceid"] = {"email": "alice@example.org", "email_verified": True}
+    incident = opened(mattermost_channel.service)
+    services.sync_message(incident.pk, mattermost_channel.pk)
+    response = client.post(
+        "/chat/mattermost/actions",
+        data=mattermost_press(chat_api, "acknowledge", "aliceid"),
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    assert "triage does not know who you are yet" in response.json()["ephemeral_text"]
+    incident.refresh_from_db()
+    assert incident.status == Status.TRIGGERED
