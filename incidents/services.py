@@ -35,6 +35,7 @@ from incidents.models import (
     Status,
     TimelineEvent,
 )
+from incidents.signals import announce
 from incidents.timeline import Actor, actor_name, actor_user, after_commit, record_event
 from paging import escalation, state
 from triage.metrics import TIME_TO_ACKNOWLEDGE_BUCKETS
@@ -189,6 +190,7 @@ def open_incident(
             # (heartbeats) and commands alike, and only the web is scraped.
             after_commit(state.count, "incidents_opened", (source,))
             escalation.on_opened(incident, now=now)
+            announce(incident, "opened")
             return Opened(incident, created=True)
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
@@ -235,6 +237,7 @@ def acknowledge_incident(
         if first_ack:
             waited = (now - locked.opened_at).total_seconds()
             after_commit(state.observe, "time_to_acknowledge", waited, TIME_TO_ACKNOWLEDGE_BUCKETS)
+        announce(locked, "acknowledged")
     return locked
 
 
@@ -260,6 +263,7 @@ def resolve_incident(
             locked, EventKind.RESOLVED, actor=actor, now=now, message=message or _via(actor, via)
         )
         after_commit(state.forget, locked.pk)
+        announce(locked, "resolved")
     return locked
 
 
@@ -293,6 +297,7 @@ def reopen_incident(incident: Incident, *, actor: Actor, now: datetime | None = 
             ) from None
         record_event(locked, EventKind.REOPENED, actor=actor, now=now)
         after_commit(escalation.start, locked.pk)
+        announce(locked, "reopened")
     return locked
 
 

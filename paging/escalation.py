@@ -25,6 +25,7 @@ from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
 from incidents.models import OPEN_STATUSES, EventKind, Incident, Status, TimelineEvent
+from incidents.signals import announce
 from incidents.timeline import Actor, actor_name, after_commit, record_event
 from paging import oncall, state
 from paging.models import (
@@ -439,6 +440,8 @@ def advance(
     paged = _page_level(incident, level, now=now)
     _sync_after_commit(incident, paged, now)
     _act_if_unreachable(incident, step=incident.escalation_step, levels=len(levels), now=now)
+    # Every paging move (level 1 on opening too): who is paged has changed.
+    announce(incident, "escalated")
     return True
 
 

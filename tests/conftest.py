@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,6 +14,8 @@ from time_machine import TimeMachineFixture
 
 from incidents.models import Service
 from incidents.tokens import NewToken, create_api_token
+from tests.chat_helpers import chat_env
+from tests.chat_server import ChatServer, chat_server
 from tests.factories import ServiceFactory, UserFactory
 from triage.models import OutboundAllowRule
 
@@ -83,3 +86,13 @@ def outbound_loopback(db: None) -> OutboundAllowRule:
     it here as they would a LAN ntfy: with a rule row, which transactional
     tests commit, so real worker processes see it too."""
     return OutboundAllowRule.objects.create(target="127.0.0.0/8", note="the tests' receivers")
+
+
+@pytest.fixture
+def chat_api(settings: Any, outbound_loopback: OutboundAllowRule) -> Iterator[ChatServer]:
+    """Stand-ins for Slack's Web API and Mattermost's API v4 on 127.0.0.1, with
+    triage (and, through chat_env, a worker) configured to call them."""
+    with chat_server() as server:
+        for name, value in chat_env(server).items():
+            setattr(settings, name, value)
+        yield server

@@ -659,7 +659,7 @@ def test_prometheus_rule_embeds_the_rules_file_with_absolute_runbook_links(
                 alerts += 1
                 url = embedded_rule["annotations"]["runbook_url"]
                 assert url == f"{base}/{original_rule['annotations']['runbook_url']}"
-    assert alerts == 10
+    assert alerts == 11
 
 
 def test_grafana_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard(
@@ -703,3 +703,73 @@ def test_production_values_take_secrets_from_an_existing_secret_only() -> None:
     text = (ARGOCD / "values-production.yaml").read_text()
     assert "postgresql://" not in text
     assert "redis://" not in text
+
+
+# --- chat (Slack, Mattermost) --------------------------------------------------
+
+CHAT_SECRETS = {
+    "slackSigningSecret": "test-only-signing-secret",
+    "slackBotToken": "xoxb-test-only",
+    "mattermostBotToken": "",
+    "mattermostCommandToken": "",
+}
+
+
+def test_chat_is_off_by_default_and_holds_no_secret(default_docs: list[Manifest]) -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert defaults["chat"]["existingSecret"] == ""
+    assert set(defaults["chat"]["secret"].values()) == {""}
+    assert sorted(d["metadata"]["name"] for d in default_docs if d["kind"] == "Secret") == [
+        "triage",
+        "triage-migrate",
+    ]
+    config = one(default_docs, "ConfigMap", "triage")["data"]
+    assert config["SLACK_API_URL"] == "https://slack.com/api/"
+    assert "MATTERMOST_URL" not in config
+
+
+def test_chat_secrets_get_a_secret_every_long_running_pod_reads() -> None:
+    values = with_values(
+        REQUIRED, chat__secret=CHAT_SECRETS, chat__mattermostUrl="https://chat.example.org"
+    )
+    docs = manifests(values)
+    secret = one(docs, "Secret", "triage-chat")
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert report_errors(values) == []
+    # Only the secrets given: an empty key would shadow one set by _FILE.
+    assert secret["stringData"] == {
+        "SLACK_SIGNING_SECRET": "test-only-signing-secret",
+        "SLACK_BOT_TOKEN": "xoxb-test-only",
+    }
+    assert one(docs, "ConfigMap", "triage")["data"]["MATTERMOST_URL"] == "https://chat.example.org"
+    for name in ("triage-web", "triage-worker", "triage-beat"):
+        assert container(docs, name)["envFrom"][-1] == {"secretRef": {"name": "triage-chat"}}
+    key = "checksum/chat-secret"
+    rotated = with_values(values, chat__secret={**CHAT_SECRETS, "slackBotToken": "xoxb-new"})
+    before = one(docs, "Deployment", "triage-worker")["spec"]["template"]["metadata"]
+    after = one(manifests(rotated), "Deployment", "triage-worker")["spec"]["template"]["metadata"]
+    assert before["annotations"][key] != after["annotations"][key]
+
+
+def test_chat_secrets_can_come_from_an_existing_secret() -> None:
+    values = with_values(REQUIRED, chat__existingSecret="chat-tokens", chat__secret=CHAT_SECRETS)
+    docs = manifests(values)
+    assert sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Secret") == [
+        "triage",
+        "triage-migrate",
+    ]
+    for name in ("triage-web", "triage-worker", "triage-beat"):
+        assert container(docs, name)["envFrom"][-1] == {"secretRef": {"name": "chat-tokens"}}
+    assert report_errors(values) == []
+
+
+def report_errors(values: dict[str, Any]) -> list[Any]:
+    report = helm_python.lint(CHART, values=values, namespace="triage")
+    return [m for m in report["messages"] if m["severity"] >= 2] + list(report["errors"])
+
+
+def test_a_mattermost_url_without_a_scheme_is_refused_by_the_values_schema() -> None:
+    with pytest.raises(helm_python.HelmValuesError):
+        render(with_values(REQUIRED, chat__mattermostUrl="chat.example.org"))

@@ -20,6 +20,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from redis import Redis
 from time_machine import TimeMachineFixture
 
+from chat.models import ChatIdentity
+from chat.services import ChatUser, link_url
 from incidents.models import Service
 from incidents.tokens import NewToken
 from tests.factories import IncidentFactory, UserFactory
@@ -34,6 +36,8 @@ pytestmark = pytest.mark.django_db
 #   token   API clients with a token
 #   either  a logged-in browser, or an API client with a token (api_or_login)
 #   key     monitoring senders with an integration key in the URL or body
+#   signed  chat services (Slack, Mattermost): a valid signature or token, never
+#           a session, however privileged; everything else is a 401
 #   staff   logged-in staff only
 #   admin   Django admin: staff only, its own login redirect
 #   scrape  Prometheus: open while METRICS_TOKEN is unset (the default); once it
@@ -101,6 +105,11 @@ ACCESS: dict[str, tuple[str, str]] = {
         "either",
     ),
     "account/tokens": ("GET", "login"),
+    "chat/slack/interactions": ("POST", "signed"),
+    "chat/slack/commands": ("POST", "signed"),
+    "chat/mattermost/actions": ("POST", "signed"),
+    "chat/mattermost/commands": ("POST", "signed"),
+    "chat/link/<str:token>": ("GET", "login"),
     "account/tokens/<int:pk>/revoke": ("POST", "login"),
 }
 
@@ -145,6 +154,15 @@ def sent_to_login(response: Any) -> bool:
     return response.status_code == 302 and location.startswith(("/login?", "/admin/login/?"))
 
 
+def chat_is_set_up(settings: Any) -> None:
+    """Slack and Mattermost configured, so a 401 means "not verified", not "off"."""
+    settings.SLACK_SIGNING_SECRET = "a-signing-secret"
+    settings.SLACK_BOT_TOKEN = "xoxb-a-bot-token"
+    settings.MATTERMOST_URL = "https://chat.example.org"
+    settings.MATTERMOST_BOT_TOKEN = "a-bot-token"
+    settings.MATTERMOST_COMMAND_TOKEN = "a-command-token"
+
+
 def test_every_route_has_an_access_decision() -> None:
     assert sorted(set(routes()) - set(ACCESS)) == [], "add the new routes to ACCESS"
     assert sorted(set(ACCESS) - set(routes())) == [], "remove routes that are gone"
@@ -152,9 +170,11 @@ def test_every_route_has_an_access_decision() -> None:
 
 @pytest.mark.parametrize("route", sorted(ACCESS))
 def test_anonymous_visitors_reach_only_public_routes(
-    route: str, client: Client, redis: Redis
+    route: str, client: Client, redis: Redis, settings: Any
 ) -> None:
     method, kind = ACCESS[route]
+    if kind == "signed":
+        chat_is_set_up(settings)
     response = send(client, method, concrete(route))
     assert response.status_code < 500
     if kind == "public":
@@ -166,6 +186,8 @@ def test_anonymous_visitors_reach_only_public_routes(
         assert response.status_code == 401 or sent_to_login(response), (route, response)
     elif kind == "scrape":  # no METRICS_TOKEN in the test settings
         assert response.status_code == 200, route
+    elif kind == "signed":
+        assert response.status_code == 401, (route, response.status_code)
     else:  # key: no valid key, nothing done
         assert response.status_code in (400, 401), (route, response.status_code)
 
@@ -197,9 +219,11 @@ def test_with_a_metrics_token_only_its_bearer_may_scrape(
 
 @pytest.mark.parametrize("route", sorted(r for r, (_, k) in ACCESS.items() if k != "public"))
 def test_people_reach_what_their_role_allows(
-    route: str, alice_client: Client, root: User, redis: Redis
+    route: str, alice_client: Client, root: User, redis: Redis, settings: Any
 ) -> None:
     method, kind = ACCESS[route]
+    if kind == "signed":
+        chat_is_set_up(settings)
     staff = Client()
     staff.force_login(root)
     as_person = send(alice_client, method, concrete(route))
@@ -213,9 +237,13 @@ def test_people_reach_what_their_role_allows(
         assert as_person.status_code == 403 or sent_to_login(as_person), route
         assert not sent_to_login(as_staff), route
         assert as_staff.status_code != 403, route
+    elif kind == "signed":  # a session is not a signature
+        assert as_person.status_code == as_staff.status_code == 401, route
 
 
-def test_csrf_is_enforced_on_browser_posts(alice: User, web: Service, redis: Redis) -> None:
+def test_csrf_is_enforced_on_browser_posts(
+    alice: User, web: Service, redis: Redis, settings: Any
+) -> None:
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(alice)
     incident = IncidentFactory(service=web)
@@ -225,6 +253,7 @@ def test_csrf_is_enforced_on_browser_posts(alice: User, web: Service, redis: Red
         ("/account/tokens", {"name": "t", "scope": "read"}),
         ("/account/notifications", {"name": "n", "url": "json://localhost/"}),
         (f"/incidents/{incident.pk}/postmortem", {}),
+        (link_url(ChatUser("slack", "U0ALICE", "alice")).removeprefix(settings.BASE_URL), {}),
         ("/logout", {}),
     ]
     for path, data in forms:
@@ -232,6 +261,7 @@ def test_csrf_is_enforced_on_browser_posts(alice: User, web: Service, redis: Red
         assert response.status_code == 403, path
     incident.refresh_from_db()
     assert incident.status == "triggered"
+    assert not ChatIdentity.objects.exists()
 
 
 def test_a_token_is_not_a_way_around_csrf_for_a_session(

@@ -44,6 +44,9 @@ def start_with(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         ("OUTBOUND_ALLOW", "10.0.0.0/33"),
         ("OUTBOUND_ALLOW", "http://ntfy.home.lan"),
         ("OUTBOUND_SCHEMES", "json,telepathy"),
+        ("SLACK_API_URL", "slack.com/api"),
+        ("MATTERMOST_URL", "chat.example.org"),
+        ("CHAT_TIMEOUT", "0"),
     ],
 )
 def test_a_malformed_setting_fails_naming_the_variable(variable: str, value: str) -> None:

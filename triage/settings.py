@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "paging",
     "postmortems",
     "integrations",
+    "chat",
 ]
 
 MIDDLEWARE = [
@@ -410,3 +411,24 @@ INSTALLED_APPS += ["ninja"]
 MCP_WRITE_TOOLS = env_bool("MCP_WRITE_TOOLS", False)
 # The user `manage.py mcp` (stdio) acts as when --user is not given.
 MCP_USER = env_str("MCP_USER", "") or ""
+
+# --- Two-way chat: Slack and Mattermost (chat app; docs/chat.md) ---
+# Each provider is on when its secrets are set: Slack needs the signing
+# secret (to verify Slack's requests) and a bot token (to post); Mattermost
+# needs its URL, a bot token and the slash command's token.
+SLACK_SIGNING_SECRET = env_str("SLACK_SIGNING_SECRET", "") or ""
+SLACK_BOT_TOKEN = env_str("SLACK_BOT_TOKEN", "") or ""
+SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api/") or "https://slack.com/api/"
+if not SLACK_API_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"SLACK_API_URL must be an http(s) URL, got {SLACK_API_URL!r}")
+SLACK_API_URL = SLACK_API_URL.rstrip("/") + "/"  # slack_sdk joins method names onto it
+MATTERMOST_URL = (env_str("MATTERMOST_URL", "") or "").rstrip("/")
+if MATTERMOST_URL and not MATTERMOST_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"MATTERMOST_URL must be an http(s) URL such as https://chat.example.org, "
+        f"got {MATTERMOST_URL!r}"
+    )
+MATTERMOST_BOT_TOKEN = env_str("MATTERMOST_BOT_TOKEN", "") or ""
+MATTERMOST_COMMAND_TOKEN = env_str("MATTERMOST_COMMAND_TOKEN", "") or ""
+# Seconds to wait for Slack or Mattermost before a call counts as failed.
+CHAT_TIMEOUT = env_float("CHAT_TIMEOUT", 10.0, minimum=0.5)

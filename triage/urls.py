@@ -17,6 +17,7 @@ urlpatterns = [
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("postmortems.urls")),
     path("", include("integrations.urls")),
+    path("", include("chat.urls")),
     path("", include("paging.urls")),
     path("", include("incidents.urls")),
 ]

@@ -155,6 +155,11 @@ ACTION_LINK_MAX_AGE: {{ $c.actionLinkMaxAge | int | toString | quote }}
 GUNICORN_WORKERS: {{ .Values.web.gunicorn.workers | int | toString | quote }}
 GUNICORN_THREADS: {{ .Values.web.gunicorn.threads | int | toString | quote }}
 GUNICORN_TIMEOUT: {{ .Values.web.gunicorn.timeout | int | toString | quote }}
+SLACK_API_URL: {{ .Values.chat.slackApiUrl | quote }}
+{{- if .Values.chat.mattermostUrl }}
+MATTERMOST_URL: {{ .Values.chat.mattermostUrl | quote }}
+{{- end }}
+CHAT_TIMEOUT: {{ .Values.chat.timeout | toString | quote }}
 PROMETHEUS_MULTIPROC_DIR: "/tmp/prometheus"
 HOME: "/tmp"
 {{- range $name, $value := $c.extraEnv }}
@@ -201,6 +206,29 @@ envFrom:
       name: {{ include "triage.fullname" . }}
   - secretRef:
       name: {{ include "triage.secretName" . }}
+{{- with include "triage.chatSecretName" . }}
+  - secretRef:
+      name: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* The chat secrets the chart writes (non-empty chat.secret values), as NAME: value. */}}
+{{- define "triage.chatSecretData" -}}
+{{- $s := .Values.chat.secret -}}
+{{- range $name, $value := dict "SLACK_SIGNING_SECRET" $s.slackSigningSecret "SLACK_BOT_TOKEN" $s.slackBotToken "MATTERMOST_BOT_TOKEN" $s.mattermostBotToken "MATTERMOST_COMMAND_TOKEN" $s.mattermostCommandToken }}
+{{- if $value }}
+{{ $name }}: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret with the chat secrets: chat.existingSecret, the chart's own, or none. */}}
+{{- define "triage.chatSecretName" -}}
+{{- if .Values.chat.existingSecret -}}
+{{- .Values.chat.existingSecret -}}
+{{- else if trim (include "triage.chatSecretData" .) -}}
+{{- printf "%s-chat" (include "triage.fullname" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Roll the pods when the settings change. */}}
@@ -208,6 +236,9 @@ envFrom:
 checksum/config: {{ include "triage.configEnv" . | sha256sum }}
 {{- if not .Values.existingSecret }}
 checksum/secret: {{ printf "%s|%s|%s" .Values.secret.secretKey .Values.secret.databaseUrl .Values.secret.redisUrl | sha256sum }}
+{{- end }}
+{{- if and (not .Values.chat.existingSecret) (trim (include "triage.chatSecretData" .)) }}
+checksum/chat-secret: {{ include "triage.chatSecretData" . | sha256sum }}
 {{- end }}
 {{- end -}}
 
