@@ -240,3 +240,22 @@ def test_a_nul_in_an_api_search_is_a_4xx(client: Client, read_token: NewToken) -
         "/v1/incidents?q=%00", headers={"Authorization": f"Bearer {read_token.raw}"}
     )
     assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (
+            '{"a": [1, {"b": "]}\\"[{"}], "c": ' + "[" * 40 + "]" * 40 + "}",
+            "c" + "[0]" * (MAX_DEPTH - 1),
+        ),
+        ('[0, 1, {"k]e{y": ' + '{"x": ' * 40 + "1" + "}" * 41 + "]", "[2].k]e{y" + ".x" * 30),
+        ("1, " + "[" * 40, "[0]" * MAX_DEPTH),  # not JSON either: the depth is told first
+    ],
+)
+def test_the_field_named_for_too_deep_a_body_is_where_the_limit_is_crossed(
+    client: Client, alertmanager: NewKey, body: str, path: str
+) -> None:
+    response = post(client, f"/integrations/alertmanager/{alertmanager.raw}", body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {path: [f"is nested deeper than {MAX_DEPTH} levels"]}
