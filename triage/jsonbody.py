@@ -31,12 +31,10 @@ from typing import Any
 # Python's recursion limit.
 MAX_DEPTH = 32
 
-# Only these can put a NUL, a lone surrogate or a non-finite number in the
-# parsed value: escapes (\u0000, \ud800-\udfff), the NaN/Infinity words, or
-# an exponent or digit run big enough to overflow a float. Raw NUL bytes are
-# refused by the parser and raw surrogates by the UTF-8 decoder. A match only
-# means "walk the value to be sure" (it may sit inside an ordinary string).
-_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|NaN|Infinity|[eE][+-]?0*\d{3}|\d{300}")
+# Only an escape (\u0000, \ud800-\udfff) can put a NUL or a lone surrogate
+# in the parsed value: raw NUL bytes are refused by the parser and raw
+# surrogates by the UTF-8 decoder. Bodies without one are not walked.
+_ESCAPE = "\\u"
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 _STRUCTURE = re.compile(r"[\[\]{},]")
 
@@ -64,13 +62,23 @@ def loads(raw: bytes | str) -> Any:
         raise InvalidJson("", "is not UTF-8") from None
     # Depth first, on the text: the parser is never handed a bracket bomb.
     _check_depth(text)
+    nonfinite: list[str] = []
+
+    def number(literal: str) -> float:
+        # Floats only (integers are exact), and NaN/Infinity: rare enough to
+        # be worth a Python call each; the walk below says where they are.
+        parsed = float(literal)
+        if not math.isfinite(parsed):
+            nonfinite.append(literal)
+        return parsed
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_float=number, parse_constant=number)
     except RecursionError:  # pragma: no cover - _check_depth refused it already
         raise InvalidJson("", _TOO_DEEP) from None
     except ValueError as exc:
         raise InvalidJson("", f"is not valid JSON: {exc}") from None
-    if _SUSPECT.search(text):
+    if nonfinite or _ESCAPE in text:
         _check(value)
     return value
 
