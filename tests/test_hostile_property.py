@@ -400,6 +400,9 @@ FORM_ENDPOINTS: dict[str, FormEndpoint] = {
         lambda w: "/account/notifications", ["method-name", "method-url", "rule-delay_minutes"]
     ),
     "account/tokens": FormEndpoint(lambda w: "/account/tokens", ["name", "scope"]),
+    "incidents/<int:pk>/public-title": FormEndpoint(
+        lambda w: f"/incidents/{w.incident.pk}/public-title", ["public_title"]
+    ),
 }
 
 # Routes that take no JSON or form input of their own: their path and query
@@ -416,6 +419,8 @@ NO_BODY = {
     "postmortems/<int:pk>.md",
     "postmortems/<int:pk>/todos",
     "postmortems/<int:pk>/followups",
+    "postmortems/<int:pk>/preview",
+    "a/<str:token>",
     "integrations/<int:pk>/rotate",
     "integrations/<int:pk>/revoke",
     "v1/openapi.json",
@@ -445,6 +450,7 @@ PATH_PARAMETERS: list[Callable[[str], str]] = [
     lambda text: f"/integrations/alertmanager/{text}",
     lambda text: f"/integrations/heartbeat/{text}",
     lambda text: f"/postmortems/1/sections/{text}",
+    lambda text: f"/a/{text}",
 ]
 
 # Pages with a search or filter in the query string.
@@ -583,6 +589,7 @@ def _concrete(route: str, w: World) -> str:
         "<incident_id>": str(w.incident.pk),
         "<slug:slug>": "primary",
         "<str:username>": "pat",
+        "<str:token>": "not-a-link",
     }
     if route.startswith(("integrations/<int:pk>",)):
         values["<int:pk>"] = str(w.events.integration.pk)
