@@ -1,16 +1,19 @@
-"""Refuse characters no page can use, in the URL and in form bodies, with a 400.
+"""Refuse characters no URL can usefully hold, with a 400.
 
 A NUL character cannot be stored in PostgreSQL text, nor compared with it:
-a ``%00`` in a path parameter (``/oncall/people/%00.ics``), a query
-parameter (``/?q=%00``) or a form field reaching a lookup fails the request
-with a 500. A lone surrogate cannot be encoded as UTF-8 at all. Neither can
-be typed into a browser, so this middleware refuses both everywhere, once,
-before any view runs, naming the parameter or field. (Django decodes URLs
-and form bodies with ``errors="replace"``, so a surrogate arrives only from
-callers that hand Django text directly; it is refused the same way.)
+a ``%00`` in a path parameter (``/oncall/people/%00.ics``) or a query
+parameter reaching a lookup fails the request with a 500. A lone surrogate
+cannot be encoded as UTF-8 at all. Neither names anything, so this
+middleware refuses both in every URL, once, before any view runs, naming the
+parameter. (Django decodes URLs with ``errors="replace"``, so a surrogate
+arrives only from callers that hand Django text directly; it is refused the
+same way.)
 
-JSON bodies are not read here: triage.jsonbody refuses the same characters
-in them, in each endpoint's own error shape.
+Bodies are not read here. Form fields are Django forms' business: every
+CharField refuses NUL with a field error (and form bodies, too, are decoded
+with ``errors="replace"``), so the form is shown again with the error, and
+a login attempt still counts against its address. JSON bodies are refused by
+triage.jsonbody, in each endpoint's own error shape.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from django.utils.html import escape
 from incidents.http import problem, wants_json
 
 _REFUSED = re.compile("[\x00\ud800-\udfff]")
-_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 # (field, what is wrong with it)
@@ -41,12 +43,9 @@ def _refused_in(where: str, data: QueryDict) -> Refusal | None:
 
 
 def _refusals(request: HttpRequest) -> Iterator[Refusal | None]:
-    # Lazily: the form body is read only if the URL was fine.
     if _REFUSED.search(request.path_info):
         yield "path", f"The URL {_CHARACTERS}."
     yield _refused_in("query parameter", request.GET)
-    if request.method == "POST" and request.content_type in _FORMS:
-        yield _refused_in("form field", request.POST)
 
 
 class RefuseUnstorableCharactersMiddleware:
