@@ -437,6 +437,8 @@ NO_BODY = {
     "oncall/people/<str:username>.ics",
     "account/notifications/<int:pk>/test",
     "account/notifications/<int:pk>/delete",
+    "account/notifications/<int:pk>/row",
+    "oncall/unreachable",
     "",
     "incidents/new",
     "incidents/<int:pk>",
