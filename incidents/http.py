@@ -4,7 +4,6 @@ both browsers and API clients."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from django_htmx.middleware import HtmxDetails
 
 from incidents.models import TokenScope
 from incidents.tokens import authenticate_token
+from triage import jsonbody
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
@@ -28,9 +28,14 @@ class HtmxHttpRequest(HttpRequest):
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, errors: dict[str, list[str]] | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
+        self.status, self.title, self.detail, self.errors = status, title, detail, errors
+
+    def response(self) -> JsonResponse:
+        return problem(self.status, self.title, self.detail, self.errors)
 
 
 def problem(
@@ -69,13 +74,25 @@ def declared_too_large(request: HttpRequest) -> bool:
     return len(declared) > len(str(MAX_JSON_BODY)) or int(declared) > MAX_JSON_BODY
 
 
-def json_body(request: HttpRequest) -> dict[str, Any]:
-    if len(request.body) > MAX_JSON_BODY:
+def read_json(request: HttpRequest) -> Any:
+    """The JSON value in the body, read by triage.jsonbody: every JSON
+    endpoint reads its body here. BadRequest (413, or 400 naming the field)
+    otherwise.
+
+    The declared length is checked before the body is read, so a huge body is
+    refused without being loaded (and before Django's own, larger, limit).
+    """
+    if declared_too_large(request) or len(request.body) > MAX_JSON_BODY:
         raise BadRequest(413, "Request body too large", "The limit is 512 KB.")
     try:
-        data = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(400, "Malformed JSON", f"The body is not valid JSON: {exc}") from None
+        return jsonbody.loads(request.body or b"null")
+    except jsonbody.InvalidJson as exc:
+        raise BadRequest(400, "Malformed JSON", exc.detail, {exc.field: [exc.message]}) from None
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    """The JSON object in the body (see read_json)."""
+    data = read_json(request)
     if not isinstance(data, dict):
         raise BadRequest(400, "Malformed JSON", "The body must be a JSON object.")
     return data

@@ -132,7 +132,7 @@ def incident_create(request: HtmxHttpRequest) -> HttpResponse:
     try:
         form, _ = _create_from_request(request)
     except BadRequest as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return exc.response()
     if not form.is_valid():
         if api:
             return problem(422, "Invalid incident", "Some fields are invalid.", field_errors(form))
@@ -260,7 +260,7 @@ def incident_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespo
     try:
         ACTIONS[action](incident, request)
     except BadRequest as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return exc.response()
     except _InvalidNote as exc:
         if api:
             return problem(

@@ -27,7 +27,7 @@ from ninja.types import DictStrAny
 
 from incidents import services
 from incidents.errors import DomainError
-from incidents.http import MAX_JSON_BODY, problem
+from incidents.http import BadRequest, json_body, problem
 from incidents.models import OPEN_STATUSES, ApiToken, Incident, Source, TokenScope
 from incidents.tokens import authenticate_token
 from integrations import selectors
@@ -48,17 +48,12 @@ from integrations.schemas import (
 )
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class LimitedParser(Parser):
-    """JSON bodies up to the same 512 KB as every other endpoint."""
+class TriageParser(Parser):
+    """JSON bodies read like every other endpoint's (incidents.http.json_body:
+    512 KB, triage.jsonbody's rules); its BadRequest is answered by _http_error."""
 
     def parse_body(self, request: HttpRequest) -> DictStrAny:
-        if len(request.body) > MAX_JSON_BODY:
-            raise BodyTooLarge
-        return super().parse_body(request)
+        return json_body(request)
 
 
 class TokenAuth(HttpBearer):
@@ -113,7 +108,7 @@ api = TriageAPI(
     urls_namespace="v1",
     docs_url="/docs",
     openapi_url="/openapi.json",
-    parser=LimitedParser(),
+    parser=TriageParser(),
     auth=read,
 )
 
@@ -150,10 +145,8 @@ def _invalid(request: HttpRequest, exc: object) -> HttpResponse:
 def _http_error(request: HttpRequest, exc: object) -> HttpResponse:
     if not isinstance(exc, HttpError):  # pragma: no cover - registered for HttpError only
         raise TypeError(exc)
-    if isinstance(exc.__cause__, BodyTooLarge):
-        return problem(413, "Request body too large", "The limit is 512 KB.")
-    if exc.status_code == 400 and exc.__cause__ is not None:
-        return problem(400, "Malformed JSON", f"The body is not valid JSON: {exc.__cause__}")
+    if isinstance(exc.__cause__, BadRequest):  # from TriageParser
+        return exc.__cause__.response()
     titles = {404: "Not found", 405: "Method not allowed", 429: "Too many requests"}
     return problem(exc.status_code, titles.get(exc.status_code, "Bad request"), exc.message)
 
@@ -192,10 +185,11 @@ def _next_url(request: HttpRequest, cursor: str | None) -> str | None:
     return f"{settings.BASE_URL}{request.path}?{urlencode(sorted(query.items()))}"
 
 
-READ_ERRORS: dict[int, Any] = {401: Problem, 403: Problem, 422: Problem}
+# 400: a NUL or lone surrogate in the URL (triage.badinput), or a body
+# triage.jsonbody refuses.
+READ_ERRORS: dict[int, Any] = {400: Problem, 401: Problem, 403: Problem, 422: Problem}
 WRITE_ERRORS: dict[int, Any] = {
     **READ_ERRORS,
-    400: Problem,
     404: Problem,
     409: Problem,
     413: Problem,

@@ -6,29 +6,16 @@ written.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents.http import BadRequest, declared_too_large, json_body, problem
+from incidents.http import BadRequest, json_body, problem
 from integrations import services
 from integrations.keys import authenticate_key
 from integrations.models import Grouping, Integration, Kind
 from integrations.payloads import parse_alertmanager, parse_event
 from triage import ratelimit
-
-
-def read_json(request: HttpRequest) -> dict[str, Any]:
-    """The JSON object in the body; BadRequest (413 or 400) otherwise.
-
-    The declared length is checked before the body is read, so a huge body is
-    refused without being loaded (and before Django's own, larger, limit).
-    """
-    if declared_too_large(request):
-        raise BadRequest(413, "Request body too large", "The limit is 512 KB.")
-    return json_body(request)
 
 
 def _bearer(request: HttpRequest) -> str:
@@ -85,9 +72,9 @@ def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
     if throttled is not None:
         return throttled
     try:
-        data = read_json(request)
+        data = json_body(request)
     except BadRequest as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return exc.response()
     notification = parse_alertmanager(data, need_group_key=integration.grouping == Grouping.GROUP)
     if isinstance(notification, list):
         errors = {"body": notification}
@@ -116,7 +103,7 @@ def _invalid_event(
 def enqueue(request: HttpRequest) -> HttpResponse:
     """POST /v2/enqueue: PagerDuty's Events API v2, same responses."""
     try:
-        data = read_json(request)
+        data = json_body(request)
     except BadRequest as exc:
         return _invalid_event(exc.status, [exc.detail], exc.title)
     event = parse_event(data)

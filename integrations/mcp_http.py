@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message
 
-from incidents.http import MAX_JSON_BODY, declared_too_large, problem
+from incidents.http import MAX_JSON_BODY, BadRequest, problem, read_json
 from incidents.models import TokenScope
 from incidents.tokens import authenticate_token
 from integrations.mcp_server import Principal, acting_as, build_server
@@ -111,8 +111,10 @@ def endpoint(request: HttpRequest) -> HttpResponse:
     token = authenticate_token(raw.strip()) if kind.lower() == "bearer" else None
     if token is None:
         return _unauthorized()
-    if declared_too_large(request):
-        return problem(413, "Request body too large", "The limit is 512 KB.")
+    try:
+        read_json(request)  # triage's rules first; the SDK parses the messages itself
+    except BadRequest as exc:
+        return exc.response()
     principal = Principal(user=token.user, can_write=token.allows(TokenScope.WRITE))
     status, headers, body = async_to_sync(_serve)(_scope(request), request.body, principal)
     response = HttpResponse(body, status=status)

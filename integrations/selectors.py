@@ -26,6 +26,7 @@ from paging import oncall
 from paging.escalation import level_targets
 from paging.models import EscalationPolicy, Schedule
 from paging.selectors import PagingSummary, paging_summary
+from triage import jsonbody
 from triage.numbers import ascii_int
 
 MAX_PAGE = 200
@@ -57,8 +58,8 @@ def _encode(values: list[Any]) -> str:
 def _decode(cursor: str, length: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, UnicodeError, binascii.Error):
+        values = jsonbody.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error):  # jsonbody.InvalidJson is a ValueError
         raise InvalidCursor("The cursor is not one this API returned.") from None
     if not isinstance(values, list) or len(values) != length:
         raise InvalidCursor("The cursor is not one this API returned.")

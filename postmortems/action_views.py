@@ -115,7 +115,7 @@ def add(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     try:
         form = ActionItemForm(_data(request), auto_id="new-item-%s")
     except BadRequest as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return exc.response()
     if not form.is_valid():
         if api:
             return problem(
@@ -198,7 +198,7 @@ def done(request: HtmxHttpRequest, pk: int, item_id: int) -> HttpResponse:
     try:
         form = _followup_form(item, _data(request))
     except BadRequest as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return exc.response()
     if not form.is_valid():
         if api:
             return problem(

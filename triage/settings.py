@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "triage.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "triage.badinput.RefuseUnstorableCharactersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
