@@ -8,7 +8,6 @@ unverified gets a 401 and changes nothing.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict
 from typing import Any, cast
@@ -26,6 +25,7 @@ from chat.render import ACTIONS
 from chat.services import ChatUser, Command
 from chat.transport import ChatUnavailable
 from incidents.http import problem
+from triage import jsonbody
 
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NUMBER = re.compile(r"[0-9]{1,12}")  # an incident number (ASCII digits only)
@@ -93,7 +93,7 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
     if not _slack_verified(request):
         return _unverified(Provider.SLACK)
     try:
-        payload = json.loads(request.POST.get("payload", ""))
+        payload = jsonbody.loads(request.POST.get("payload", ""))
     except ValueError:
         return problem(400, "Bad Slack payload", "The payload field is not JSON.")
     press = _slack_command(payload) if isinstance(payload, dict) else None
@@ -158,7 +158,7 @@ def _mattermost_person(chat_user: ChatUser) -> tuple[User | None, str]:
 @require_POST
 def mattermost_actions(request: HttpRequest) -> HttpResponse:
     try:
-        body = json.loads(request.body) if not _too_large(request) else None
+        body = jsonbody.loads(request.body) if not _too_large(request) else None
     except ValueError:
         body = None
     context = body.get("context") if isinstance(body, dict) else None

@@ -294,6 +294,13 @@ JSON_ENDPOINTS: dict[str, JsonEndpoint] = {
         AM_FIELDS,
         True,
     ),
+    # Parsed before its token is checked (the token is inside the body).
+    "chat/mattermost/actions": JsonEndpoint(
+        lambda w: ("/chat/mattermost/actions", {}),
+        lambda w: {"user_id": "u1", "context": {"action": "ack", "incident": 1, "token": "x"}},
+        [("user_id",), ("context", "action"), ("context", "token")],
+        True,
+    ),
     "integrations/heartbeat/<str:key>": JsonEndpoint(
         lambda w: (f"/integrations/heartbeat/{w.heartbeat.raw}", {}), lambda w: {}, [("x",)], True
     ),
@@ -403,6 +410,17 @@ FORM_ENDPOINTS: dict[str, FormEndpoint] = {
     "incidents/<int:pk>/public-title": FormEndpoint(
         lambda w: f"/incidents/{w.incident.pk}/public-title", ["public_title"]
     ),
+    # Chat vendors' endpoints: unsigned, so refused (401) before anything is
+    # read; tests/test_chat.py fuzzes nothing signed, this holds the 401s.
+    "chat/slack/interactions": FormEndpoint(
+        lambda w: "/chat/slack/interactions", ["payload"], True
+    ),
+    "chat/slack/commands": FormEndpoint(
+        lambda w: "/chat/slack/commands", ["command", "text", "user_id"], True
+    ),
+    "chat/mattermost/commands": FormEndpoint(
+        lambda w: "/chat/mattermost/commands", ["token", "text", "user_id"], True
+    ),
 }
 
 # Routes that take no JSON or form input of their own: their path and query
@@ -421,6 +439,7 @@ NO_BODY = {
     "postmortems/<int:pk>/followups",
     "postmortems/<int:pk>/preview",
     "a/<str:token>",
+    "chat/link/<str:token>",
     "integrations/<int:pk>/rotate",
     "integrations/<int:pk>/revoke",
     "v1/openapi.json",
@@ -453,6 +472,7 @@ PATH_PARAMETERS: list[Callable[[str], str]] = [
     lambda text: f"/integrations/heartbeat/{text}",
     lambda text: f"/postmortems/1/sections/{text}",
     lambda text: f"/a/{text}",
+    lambda text: f"/chat/link/{text}",
 ]
 
 # Pages with a search or filter in the query string.
