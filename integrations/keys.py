@@ -116,6 +116,8 @@ SERVICE_FIELDS = (
     "description",
     "escalation_policy_id",
     "ack_timeout_minutes",
+    "public",
+    "public_name",
     "created_at",
 )
 _KEY_SQL = """
@@ -124,7 +126,7 @@ SELECT i.id, i.service_id, i.kind, i.name, i.key_prefix, i.key_hash, i.grouping,
        i.heartbeat_timeout_seconds, i.last_ping_at, i.heartbeat_due_at, i.heartbeat_down,
        i.created_at, i.created_by_id, i.rotated_at, i.revoked_at,
        s.id, s.name, s.slug, s.description, s.escalation_policy_id, s.ack_timeout_minutes,
-       s.created_at
+       s.public, s.public_name, s.created_at
 FROM integrations_integration i JOIN incidents_service s ON s.id = i.service_id
 WHERE i.key_hash = %(hash)s AND i.revoked_at IS NULL
 """

@@ -242,6 +242,17 @@ def test_a_nul_in_an_api_search_is_a_4xx(client: Client, read_token: NewToken) -
     assert 400 <= response.status_code < 500
 
 
+@pytest.mark.parametrize("path", ["/v1/oncall?service=%00", "/v2/enqueue?x=%00", "/mcp?x=%00"])
+def test_a_nul_in_an_api_url_is_problem_json_even_without_a_token(
+    client: Client, path: str
+) -> None:
+    # The API documents problem+json for its errors: a client that sent no
+    # token and no Accept header gets it too (schemathesis found this).
+    response = client.get(path)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+
+
 @pytest.mark.parametrize(
     ("body", "path"),
     [

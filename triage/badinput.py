@@ -27,6 +27,9 @@ from django.utils.html import escape
 from incidents.http import problem, wants_json
 
 _REFUSED = re.compile("[\x00\ud800-\udfff]")
+# Machine endpoints answer problem+json whoever asks (the API documents it):
+# a client without a token or an Accept header still gets JSON there.
+_MACHINE_PATHS = ("/v1/", "/v2/", "/integrations/", "/mcp", "/chat/")
 
 
 # (field, what is wrong with it)
@@ -57,7 +60,7 @@ class RefuseUnstorableCharactersMiddleware:
         if refusal is None:
             return self.get_response(request)
         field, detail = refusal
-        if wants_json(request):
+        if wants_json(request) or request.path_info.startswith(_MACHINE_PATHS):
             return problem(400, "Bad request", detail, {field: [detail]})
         return HttpResponse(
             "<!doctype html><title>Bad request · triage</title><h1>Bad request</h1>"
