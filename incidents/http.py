@@ -65,6 +65,16 @@ def wants_json(request: HttpRequest) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
+# Machine endpoints answer problem+json whoever asks (the API documents it):
+# a client without a token or an Accept header still gets JSON there.
+MACHINE_PATHS = ("/v1/", "/v2/", "/integrations/", "/mcp", "/chat/")
+
+
+def answers_json(request: HttpRequest) -> bool:
+    """Whether an error for this request is problem+json rather than a page."""
+    return wants_json(request) or request.path_info.startswith(MACHINE_PATHS)
+
+
 def declared_too_large(request: HttpRequest) -> bool:
     """Whether the declared Content-Length is over MAX_JSON_BODY: checked
     before the body is read, so a huge body is refused without being loaded."""

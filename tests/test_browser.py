@@ -95,7 +95,10 @@ def log_in(page: Page, base: str) -> None:
     page.get_by_label("Password").fill("a-long-test-password")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_text("All clear: no open incidents.")).to_be_visible()
-    assert page.evaluate("typeof htmx") == "object", "htmx did not load"
+    # Deferred scripts run after the text shows; with the clock moved back the
+    # browser revalidates its cached copies first (a 304 round trip), so wait
+    # for htmx (failing after Playwright's timeout) instead of racing it.
+    page.wait_for_function("typeof htmx === 'object'")
 
 
 def test_a_responder_opens_acknowledges_and_resolves_an_incident(

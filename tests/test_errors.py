@@ -6,7 +6,7 @@ import json
 
 import pytest
 from django.db import DatabaseError, OperationalError
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from triage.errors import server_error
 
@@ -36,3 +36,17 @@ def test_anything_else_is_a_plain_500(error: Exception) -> None:
     assert page.status_code == 500  # type: ignore[attr-defined]
     assert b"Server error" in page.content  # type: ignore[attr-defined]
     assert not page.has_header("Retry-After")  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/v1/incidents/open", "application/problem+json"), ("/login", "text/html")],
+)
+def test_a_host_header_that_is_no_host_is_a_400_in_the_paths_own_shape(
+    path: str, content_type: str
+) -> None:
+    # schemathesis sent "Host: i-:" to the API and got Django's HTML page.
+    response = Client().get(path, headers={"host": "i-:"})
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith(content_type)

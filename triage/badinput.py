@@ -24,12 +24,9 @@ from collections.abc import Callable, Iterator
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.html import escape
 
-from incidents.http import problem, wants_json
+from incidents.http import answers_json, problem
 
 _REFUSED = re.compile("[\x00\ud800-\udfff]")
-# Machine endpoints answer problem+json whoever asks (the API documents it):
-# a client without a token or an Accept header still gets JSON there.
-_MACHINE_PATHS = ("/v1/", "/v2/", "/integrations/", "/mcp", "/chat/")
 
 
 # (field, what is wrong with it)
@@ -60,7 +57,7 @@ class RefuseUnstorableCharactersMiddleware:
         if refusal is None:
             return self.get_response(request)
         field, detail = refusal
-        if wants_json(request) or request.path_info.startswith(_MACHINE_PATHS):
+        if answers_json(request):
             return problem(400, "Bad request", detail, {field: [detail]})
         return HttpResponse(
             "<!doctype html><title>Bad request · triage</title><h1>Bad request</h1>"

@@ -16,8 +16,9 @@ import sys
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.views import defaults
 
-from incidents.http import problem, wants_json
+from incidents.http import answers_json, problem
 
 RETRY_AFTER_SECONDS = 5
 
@@ -40,7 +41,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     else:
         status, title = 500, "Server error"
         detail = "Something went wrong on our side; it has been logged."
-    if wants_json(request) or request.path.startswith(("/v1/", "/v2/", "/integrations/", "/mcp")):
+    if answers_json(request):
         response: HttpResponse = problem(status, title, detail)
     else:
         response = HttpResponse(
@@ -50,3 +51,11 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if status == 503:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 for what it refuses before any view (a Host header that is
+    not a host, say): problem+json on the API like every other API error."""
+    if answers_json(request):
+        return problem(400, "Bad request", "The request could not be understood.")
+    return defaults.bad_request(request, exception)

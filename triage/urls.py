@@ -22,4 +22,5 @@ urlpatterns = [
     path("", include("incidents.urls")),
 ]
 
+handler400 = "triage.errors.bad_request"
 handler500 = "triage.errors.server_error"
