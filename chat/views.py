@@ -167,7 +167,8 @@ def mattermost_actions(request: HttpRequest) -> HttpResponse:
     action, incident = context.get("action"), context.get("incident")
     token = context.get("token")
     if (
-        action not in ACTIONS
+        not isinstance(action, str)  # a list or an object cannot even be looked up
+        or action not in ACTIONS
         or not isinstance(incident, int)
         or not isinstance(token, str)
         or not mattermost.action_verified(incident, str(action), token)

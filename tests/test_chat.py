@@ -522,7 +522,8 @@ def post_id(server: ChatServer) -> str:
 
 
 @pytest.mark.parametrize(
-    "how", ["another incident's token", "no context", "not json", "forged action"]
+    "how",
+    ["another incident's token", "no context", "not json", "forged action", "action a list"],
 )
 def test_unverified_mattermost_presses_get_401_and_change_nothing(
     how: str, chat_api: ChatServer, client: Client, mattermost_channel: ChatChannel
@@ -536,6 +537,8 @@ def test_unverified_mattermost_presses_get_401_and_change_nothing(
         body = mattermost_press(chat_api, "acknowledge", "aliceid", action="resolve")
     elif how == "no context":
         body = json.dumps({"user_id": "aliceid"})
+    elif how == "action a list":  # hypothesis found this one a 500
+        body = json.dumps({"user_id": "aliceid", "context": {"action": ["resolve"]}})
     else:
         body = "{"
     response = client.post("/chat/mattermost/actions", data=body, content_type="application/json")
