@@ -16,6 +16,7 @@ before and after each refused request.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,8 @@ from triage.jsonbody import MAX_DEPTH
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = 20
+# Enough for the suite; HOSTILE_EXAMPLES=500 for a deeper hunt before a release.
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "20"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
