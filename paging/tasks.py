@@ -59,7 +59,12 @@ def escalate_due(incident_id: int) -> str:
 
 @shared_task(name="paging.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
-    return {**escalation.reconcile(), "pages_resent": notify.resend_stuck()}
+    result = {**escalation.reconcile(), "pages_resent": notify.resend_stuck()}
+    if result["started"] or result["pages_resent"]:
+        # Like the escalation pass: a line only when it repaired something
+        # (rewriting the deadline index every minute is routine).
+        logger.info("reconciliation", extra={"outcomes": result})
+    return result
 
 
 @shared_task(name="paging.deliver_page", ignore_result=True)

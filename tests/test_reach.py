@@ -16,6 +16,7 @@ from time_machine import TimeMachineFixture
 
 from incidents import services
 from incidents.models import EventKind, Incident, Service
+from integrations.tasks import check_heartbeats
 from paging import escalation, metrics, notify, state
 from paging.models import (
     ContactMethod,
@@ -26,7 +27,7 @@ from paging.models import (
     RotationMember,
     Schedule,
 )
-from paging.tasks import check_escalations
+from paging.tasks import check_escalations, reconcile
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
 from tests.receiver import Receiver, receiver
 
@@ -435,6 +436,29 @@ def test_an_escalation_pass_with_nothing_due_logs_nothing(
         )
     assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
     assert state.heartbeat() is not None  # the pass ran
+
+
+def test_reconciliation_and_the_heartbeat_check_log_nothing_when_nothing_was_wrong(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        reconcile.apply()
+        check_heartbeats.apply()
+        for task in ("paging.reconcile", "integrations.check_heartbeats"):
+            logging.getLogger("celery.beat").info("Scheduler: Sending due task %s (%s)", task, task)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
+
+
+def test_reconciliation_says_when_it_repaired_something(
+    paged: None, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A queued page whose task was lost (a flushed broker) is sent again.
+    Page.objects.update(due_at=T0 - timedelta(minutes=5))
+    with caplog.at_level(logging.INFO):
+        reconcile.apply()
+    [line] = [r for r in caplog.records if r.name == "paging.tasks"]
+    assert line.getMessage() == "reconciliation"
+    assert line.outcomes["pages_resent"] == 1
 
 
 def test_an_escalation_pass_that_did_something_says_so(

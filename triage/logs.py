@@ -160,12 +160,14 @@ class JsonFormatter(_BaseJsonFormatter):
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
-# Tasks that run every second or so and usually find nothing to do (Celery
-# beat's escalation check): Celery's per-run INFO lines about them ("Sending
-# due task", "Task ... received", "Task ... succeeded") are dropped; the task
-# logs a line itself when it did something, and its heartbeat is in /metrics
-# and /readyz.
-ROUTINE_TASKS = frozenset({"paging.check_escalations"})
+# Tasks beat runs every second to every minute that usually find nothing to
+# do (the escalation check, the heartbeat check, reconciliation): Celery's
+# per-run INFO lines about them ("Sending due task", "Task ... received",
+# "Task ... succeeded") are dropped; each task logs a line itself when it did
+# something, and the escalation loop's heartbeat is in /metrics and /readyz.
+ROUTINE_TASKS = frozenset(
+    {"paging.check_escalations", "paging.reconcile", "integrations.check_heartbeats"}
+)
 
 
 class QuietRoutineTasks(logging.Filter):
