@@ -62,21 +62,15 @@ class OverrideInline(admin.TabularInline[Override, Schedule]):
     extra = 0
 
 
-def _warn_unreachable(request: HttpRequest, people: Any, what: str) -> None:
-    """A warning on the admin page for each person it pages whom nothing
-    verified can reach (no method a test or a page was delivered to)."""
-    found = {person.pk: person for person in people}
-    for pk, reason in sorted(unreachable(found.values()).items()):
-        name = found[pk].get_username()
-        messages.warning(request, f"Cannot be reached: {name}, {what}: {reason}.")
+class WarnsUnreachable:
+    """Admin change pages that warn, on GET, about each person the object
+    pages whom nothing verified can reach (no method a test or a page was
+    delivered to). Subclasses say who those people are."""
 
+    unreachable_what = ""
 
-@admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin[Schedule]):
-    list_display = ("name", "slug", "time_zone")
-    search_fields = ("name", "slug")
-    prepopulated_fields = {"slug": ("name",)}
-    inlines = (RotationInline, OverrideInline)
+    def paged_people(self, object_id: int) -> Any:
+        raise NotImplementedError
 
     def change_view(
         self,
@@ -86,17 +80,28 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         extra_context: dict[str, Any] | None = None,
     ) -> Any:
         if request.method == "GET" and object_id.isdigit():
-            schedule_id = int(object_id)
-            people = User.objects.filter(
-                Q(
-                    pk__in=RotationMember.objects.filter(rotation__schedule_id=schedule_id).values(
-                        "user"
-                    )
+            found = {person.pk: person for person in self.paged_people(int(object_id))}
+            for pk, reason in sorted(unreachable(found.values()).items()):
+                name = found[pk].get_username()
+                messages.warning(
+                    request, f"Cannot be reached: {name}, {self.unreachable_what}: {reason}."
                 )
-                | Q(pk__in=Override.objects.filter(schedule_id=schedule_id).values("user"))
-            )
-            _warn_unreachable(request, people, "on this schedule")
-        return super().change_view(request, object_id, form_url, extra_context)
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(WarnsUnreachable, admin.ModelAdmin[Schedule]):
+    list_display = ("name", "slug", "time_zone")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = (RotationInline, OverrideInline)
+    unreachable_what = "on this schedule"
+
+    def paged_people(self, object_id: int) -> Any:
+        return User.objects.filter(
+            Q(pk__in=RotationMember.objects.filter(rotation__schedule_id=object_id).values("user"))
+            | Q(pk__in=Override.objects.filter(schedule_id=object_id).values("user"))
+        )
 
 
 class EscalationLevelInline(admin.StackedInline[EscalationLevel, EscalationPolicy]):
@@ -106,36 +111,22 @@ class EscalationLevelInline(admin.StackedInline[EscalationLevel, EscalationPolic
 
 
 @admin.register(EscalationPolicy)
-class EscalationPolicyAdmin(admin.ModelAdmin[EscalationPolicy]):
+class EscalationPolicyAdmin(WarnsUnreachable, admin.ModelAdmin[EscalationPolicy]):
     list_display = ("name", "repeat_count")
     search_fields = ("name",)
     inlines = (EscalationLevelInline,)
+    unreachable_what = "paged by this policy"
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> Any:
-        if request.method == "GET" and object_id.isdigit():
-            policy_id = int(object_id)
-            direct = EscalationLevel.users.through.objects.filter(
-                escalationlevel__policy_id=policy_id
-            )
-            schedules = EscalationLevel.schedules.through.objects.filter(
-                escalationlevel__policy_id=policy_id
-            )
-            people = User.objects.filter(
-                Q(pk__in=direct.values("user"))
-                | Q(
-                    pk__in=RotationMember.objects.filter(
-                        rotation__schedule__in=schedules.values("schedule")
-                    ).values("user")
-                )
-            )
-            _warn_unreachable(request, people, "paged by this policy")
-        return super().change_view(request, object_id, form_url, extra_context)
+    def paged_people(self, object_id: int) -> Any:
+        levels = {"escalationlevel__policy_id": object_id}
+        direct = EscalationLevel.users.through.objects.filter(**levels)
+        schedules = EscalationLevel.schedules.through.objects.filter(**levels)
+        on_schedules = RotationMember.objects.filter(
+            rotation__schedule__in=schedules.values("schedule")
+        )
+        return User.objects.filter(
+            Q(pk__in=direct.values("user")) | Q(pk__in=on_schedules.values("user"))
+        )
 
 
 @admin.register(MaintenanceWindow)
