@@ -2,7 +2,7 @@
 
 Each variable is read through a typed helper from ``triage.env`` that names the
 variable when its value is wrong, so a bad deployment stops at start with a
-message instead of failing later. The README's configuration table lists them.
+message instead of failing later. docs/configuration.md lists them.
 """
 
 from __future__ import annotations
