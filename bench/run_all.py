@@ -5,6 +5,7 @@ from __future__ import annotations
 import dashboard
 import escalation
 import ingest
+import memory
 from common import Figure, print_table
 
 
@@ -13,6 +14,7 @@ def main() -> None:
     figures += dashboard.run()
     figures += escalation.run()
     figures += ingest.run()
+    figures += memory.run()
     print_table("triage benchmarks", figures)
 
 
