@@ -22,10 +22,10 @@ from django.utils import timezone
 from chat import mattermost, render, slack
 from chat.models import ChatChannel, ChatIdentity, ChatMessage, Provider
 from incidents import services as incident_services
-from incidents.errors import DomainError
 from incidents.models import Incident
 from paging import oncall
 from paging.models import Schedule
+from triage.errors import DomainError
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from chat.models import Provider
 from chat.render import ACTIONS
 from chat.services import ChatUser, Command
 from chat.transport import ChatUnavailable
-from incidents.http import problem
 from triage import jsonbody
+from triage.http import problem
 
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NUMBER = re.compile(r"[0-9]{1,12}")  # an incident number (ASCII digits only)

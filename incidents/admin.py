@@ -9,9 +9,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from incidents import services
-from incidents.errors import DomainError
-from incidents.models import ApiToken, Incident, JoinedRequest, Service, TimelineEvent
-from incidents.tokens import create_api_token, revoke_api_token
+from incidents.models import Incident, JoinedRequest, Service, TimelineEvent
+from triage.errors import DomainError
 
 
 @admin.register(Service)
@@ -124,32 +123,3 @@ class JoinedRequestAdmin(admin.ModelAdmin[JoinedRequest]):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
-    list_display = ("name", "user", "prefix", "scope", "created_at", "last_used_at", "revoked_at")
-    list_filter = ("scope",)
-    search_fields = ("name", "user__username", "prefix")
-    fields = ("user", "name", "scope", "prefix", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
-    actions = ("revoke_selected",)
-
-    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        created = create_api_token(user=obj.user, name=obj.name, scope=obj.scope)
-        obj.pk = created.token.pk
-        obj.refresh_from_db()
-        self.message_user(
-            request,
-            f"Token for {obj.user}: {created.raw} — copy it now, it is shown only once.",
-            level=messages.WARNING,
-        )
-
-    @admin.action(description="Revoke selected tokens")
-    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        for token in queryset:
-            revoke_api_token(token)
-        self.message_user(request, f"Revoked {queryset.count()} token(s).")

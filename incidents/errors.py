@@ -1,15 +1,8 @@
-"""Domain errors raised by services; views turn them into clear 4xx answers."""
+"""The incident rules a service can refuse a request for (see triage.errors)."""
 
 from __future__ import annotations
 
-
-class DomainError(Exception):
-    status = 409
-    title = "Conflict"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+from triage.errors import DomainError
 
 
 class InvalidTransition(DomainError):

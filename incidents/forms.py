@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from incidents.models import OPEN_STATUSES, Service, Severity, Status, TokenScope
+from incidents.models import OPEN_STATUSES, Service, Severity, Status
 
 
 class IncidentForm(forms.Form):
@@ -58,8 +58,3 @@ class FilterForm(forms.Form):
         required=False,
     )
     q = forms.CharField(required=False, max_length=200, strip=True, label="Search")
-
-
-class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, strip=True)
-    scope = forms.ChoiceField(choices=TokenScope.choices, initial=TokenScope.READ)

@@ -11,8 +11,8 @@ from django.views.decorators.http import require_POST
 
 from incidents import services
 from incidents.forms import PublicTitleForm
-from incidents.http import HtmxHttpRequest
 from incidents.views import _detail_context, _get_incident
+from triage.http import HtmxHttpRequest
 
 
 @login_required

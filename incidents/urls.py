@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from incidents import account_views, status_views, views
+from incidents import status_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -19,6 +19,4 @@ urlpatterns = [
         status_views.public_title,
         name="incident-public-title",
     ),
-    path("account/tokens", account_views.tokens, name="tokens"),
-    path("account/tokens/<int:pk>/revoke", account_views.revoke_token, name="token-revoke"),
 ]

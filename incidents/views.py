@@ -17,21 +17,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
+from accounts.http import api_or_login
+from accounts.models import TokenScope
 from incidents import selectors, services
-from incidents.errors import DomainError
 from incidents.forms import FilterForm, IncidentForm, NoteForm, PublicTitleForm
-from incidents.http import (
-    BadRequest,
-    HtmxHttpRequest,
-    api_or_login,
-    field_errors,
-    json_body,
-    problem,
-    wants_json,
-)
-from incidents.models import OPEN_STATUSES, Incident, Severity, Status, TokenScope
+from incidents.models import OPEN_STATUSES, Incident, Severity, Status
 from incidents.serializers import event_json, incident_json
 from paging.selectors import IncidentPaging, next_steps, paging_summary, reach
+from triage.errors import DomainError
+from triage.http import BadRequest, HtmxHttpRequest, field_errors, json_body, problem, wants_json
 
 PAGE_SIZE = 25  # what PagerDuty shows per page; the most severe come first
 CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents

@@ -25,11 +25,10 @@ from ninja.parser import Parser
 from ninja.security import HttpBearer
 from ninja.types import DictStrAny
 
+from accounts.models import ApiToken, TokenScope
+from accounts.tokens import authenticate_token
 from incidents import services
-from incidents.errors import DomainError
-from incidents.http import BadRequest, json_body, problem
-from incidents.models import OPEN_STATUSES, ApiToken, Incident, Source, TokenScope
-from incidents.tokens import authenticate_token
+from incidents.models import OPEN_STATUSES, Incident, Source
 from integrations import selectors
 from integrations.schemas import (
     CreatedIncidentOut,
@@ -46,10 +45,12 @@ from integrations.schemas import (
     ServiceOut,
     TimelineEventOut,
 )
+from triage.errors import DomainError
+from triage.http import BadRequest, json_body, problem
 
 
 class TriageParser(Parser):
-    """JSON bodies read like every other endpoint's (incidents.http.json_body:
+    """JSON bodies read like every other endpoint's (triage.http.json_body:
     512 KB, triage.jsonbody's rules); its BadRequest is answered by _http_error."""
 
     def parse_body(self, request: HttpRequest) -> DictStrAny:
@@ -57,7 +58,7 @@ class TriageParser(Parser):
 
 
 class TokenAuth(HttpBearer):
-    """An API token from incidents.tokens, with the scope an operation needs."""
+    """An API token from accounts.tokens, with the scope an operation needs."""
 
     def __init__(self, scope: str) -> None:
         super().__init__()

@@ -10,12 +10,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents.http import BadRequest, json_body, problem
 from integrations import services
 from integrations.keys import authenticate_key
 from integrations.models import Grouping, Integration, Kind
 from integrations.payloads import parse_alertmanager, parse_event
 from triage import ratelimit
+from triage.http import BadRequest, json_body, problem
 
 
 def _bearer(request: HttpRequest) -> str:

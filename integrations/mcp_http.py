@@ -23,10 +23,10 @@ from django.views.decorators.csrf import csrf_exempt
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message
 
-from incidents.http import MAX_JSON_BODY, BadRequest, problem, read_json
-from incidents.models import TokenScope
-from incidents.tokens import authenticate_token
+from accounts.models import TokenScope
+from accounts.tokens import authenticate_token
 from integrations.mcp_server import Principal, acting_as, build_server
+from triage.http import MAX_JSON_BODY, BadRequest, problem, read_json
 
 _HOP_BY_HOP = {"connection", "transfer-encoding", "keep-alive"}
 

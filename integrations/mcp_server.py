@@ -32,9 +32,9 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from incidents import services
-from incidents.errors import DomainError
 from incidents.models import Incident
 from integrations import selectors
+from triage.errors import DomainError
 
 
 @dataclass(frozen=True)

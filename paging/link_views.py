@@ -16,9 +16,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from incidents.errors import DomainError
 from paging import links
 from triage import ratelimit
+from triage.errors import DomainError
 
 
 def _refused(request: HttpRequest, refusal: links.Refusal) -> HttpResponse:

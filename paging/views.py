@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from icalendar import Calendar, Event
 
-from incidents.tokens import authenticate_token
+from accounts.tokens import authenticate_token
 from paging import oncall
 from paging.forms import ContactMethodForm, RuleForm
 from paging.models import ContactMethod, NotificationRule, Schedule

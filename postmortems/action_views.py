@@ -13,21 +13,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from incidents.errors import DomainError
-from incidents.http import (
-    BadRequest,
-    HtmxHttpRequest,
-    api_or_login,
-    field_errors,
-    json_body,
-    problem,
-    wants_json,
-)
-from incidents.models import TokenScope
+from accounts.http import api_or_login
+from accounts.models import TokenScope
 from postmortems import selectors, services
 from postmortems.forms import ActionItemForm, ActionStatusForm, FollowupForm
 from postmortems.models import ActionItem, PostMortem
 from postmortems.views import CHANGED, editor_context, get_postmortem
+from triage.errors import DomainError
+from triage.http import BadRequest, HtmxHttpRequest, field_errors, json_body, problem, wants_json
 
 
 def _time(value: datetime | None) -> str | None:

@@ -11,9 +11,9 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from incidents.errors import DomainError
 from postmortems import services
 from postmortems.models import ActionItem, PostMortem, PostMortemStatus
+from triage.errors import DomainError
 
 
 class ActionItemInline(admin.TabularInline[ActionItem, PostMortem]):

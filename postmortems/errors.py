@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from incidents.errors import DomainError
+from triage.errors import DomainError
 
 
 class IncidentStillOpen(DomainError):

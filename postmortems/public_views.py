@@ -10,10 +10,10 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from incidents.http import HtmxHttpRequest
 from postmortems import reports, selectors, status
 from postmortems.forms import ReportForm
 from triage import ratelimit
+from triage.http import HtmxHttpRequest
 
 STATUS_MAX_AGE = 30  # seconds a browser or proxy may reuse the status page
 HONEYPOT = "website"  # a field people never see (hidden by CSS); bots fill it in

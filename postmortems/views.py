@@ -14,15 +14,17 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
+from accounts.http import api_or_login
+from accounts.models import TokenScope
 from incidents import selectors as incident_selectors
-from incidents.errors import DomainError
-from incidents.http import HtmxHttpRequest, api_or_login, problem, wants_json
-from incidents.models import Incident, Severity, TokenScope
+from incidents.models import Incident, Severity
 from postmortems import document, sections, selectors, services
 from postmortems.forms import ActionItemForm, PostMortemStatusForm
 from postmortems.models import TRANSITIONS, ActionItem, PostMortem, PostMortemStatus
 from postmortems.rendering import markdown_html
 from triage import ratelimit
+from triage.errors import DomainError
+from triage.http import HtmxHttpRequest, problem, wants_json
 
 CHANGED = "postmortem-changed"  # htmx event: refresh what shows the follow-ups
 

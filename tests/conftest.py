@@ -12,8 +12,8 @@ from django_redis import get_redis_connection
 from redis import Redis
 from time_machine import TimeMachineFixture
 
+from accounts.tokens import NewToken, create_api_token
 from incidents.models import Service
-from incidents.tokens import NewToken, create_api_token
 from tests.chat_helpers import chat_env
 from tests.chat_server import ChatServer, chat_server
 from tests.factories import ServiceFactory, UserFactory

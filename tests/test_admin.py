@@ -5,8 +5,9 @@ from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 from django.test import Client
 
+from accounts.models import ApiToken
 from incidents import services
-from incidents.models import ApiToken, EventKind, Incident, Service, Status
+from incidents.models import EventKind, Incident, Service, Status
 from tests.factories import IncidentFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,10 +26,10 @@ def admin_client(root: User) -> Client:
         "/admin/incidents/service/",
         "/admin/incidents/incident/",
         "/admin/incidents/timelineevent/",
-        "/admin/incidents/apitoken/",
+        "/admin/accounts/apitoken/",
         "/admin/incidents/joinedrequest/?q=retry",
         "/admin/incidents/service/add/",
-        "/admin/incidents/apitoken/add/",
+        "/admin/accounts/apitoken/add/",
         "/admin/incidents/incident/?status__exact=triggered&q=disk",
     ],
 )
@@ -72,7 +73,7 @@ def test_a_token_made_in_the_admin_is_shown_once_and_stored_hashed(
     admin_client: Client, alice: User
 ) -> None:
     response = admin_client.post(
-        "/admin/incidents/apitoken/add/",
+        "/admin/accounts/apitoken/add/",
         {"user": alice.pk, "name": "from admin", "scope": "write"},
         follow=True,
     )
@@ -83,7 +84,7 @@ def test_a_token_made_in_the_admin_is_shown_once_and_stored_hashed(
     assert token.name == "from admin"
 
     admin_client.post(
-        "/admin/incidents/apitoken/",
+        "/admin/accounts/apitoken/",
         {"action": "revoke_selected", "_selected_action": [token.pk]},
     )
     token.refresh_from_db()

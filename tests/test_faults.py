@@ -45,7 +45,7 @@ pytestmark = pytest.mark.slow
 SEED = """
 import json
 from incidents.models import Service
-from incidents.tokens import create_api_token
+from accounts.tokens import create_api_token
 from integrations.keys import create_integration
 from paging.models import ContactMethod, EscalationLevel, EscalationPolicy
 

@@ -17,8 +17,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from redis import Redis
 
+from accounts.tokens import NewToken
 from incidents.models import Incident, Service, TimelineEvent
-from incidents.tokens import NewToken
 from integrations.keys import NewKey
 from integrations.models import Alert
 from postmortems.models import ActionItem

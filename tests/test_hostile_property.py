@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
+from accounts.tokens import NewToken, create_api_token
 from incidents.models import Incident, Service
-from incidents.tokens import NewToken, create_api_token
 from integrations.keys import NewKey
 from postmortems.models import ActionItem, PostMortem
 from tests.factories import IncidentFactory, contact

@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from accounts.tokens import NewToken
 from incidents import services
 from incidents.models import EventKind, Incident, Service, TimelineEvent
-from incidents.tokens import NewToken
 
 pytestmark = pytest.mark.django_db
 

@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from accounts.tokens import NewToken
 from incidents import services
 from incidents.models import EventKind, Incident, Status
-from incidents.tokens import NewToken
 from tests.factories import IncidentFactory, contact, policy_with_levels
 
 pytestmark = pytest.mark.django_db

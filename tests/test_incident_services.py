@@ -9,9 +9,10 @@ from django.utils import timezone
 from time_machine import TimeMachineFixture
 
 from incidents import services
-from incidents.errors import DomainError, DuplicateOpenIncident, IdempotencyConflict
+from incidents.errors import DuplicateOpenIncident, IdempotencyConflict
 from incidents.models import EventKind, Incident, Service, Status
 from tests.factories import IncidentFactory, contact, policy_with_levels
+from triage.errors import DomainError
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,9 @@ import pytest
 from django.test import Client
 from redis import Redis
 
+from accounts.tokens import NewToken, create_api_token, revoke_api_token
 from incidents import services
 from incidents.models import EventKind, Incident, Service
-from incidents.tokens import NewToken, create_api_token, revoke_api_token
 from paging.models import Rotation, RotationMember, Schedule
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory, policy_with_levels
 

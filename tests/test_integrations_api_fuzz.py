@@ -25,8 +25,8 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
+from accounts.tokens import NewToken
 from incidents.models import Service
-from incidents.tokens import NewToken
 from tests.factories import IncidentFactory
 
 EXAMPLES = 25

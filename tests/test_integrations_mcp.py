@@ -23,9 +23,9 @@ from mcp.client.streamable_http import streamable_http_client
 from pytest_django.live_server_helper import LiveServer
 from redis import Redis
 
+from accounts.tokens import NewToken
 from incidents.models import EventKind, Incident, Service, Status
 from incidents.services import resolve_incident
-from incidents.tokens import NewToken
 from integrations.mcp_server import Principal, acting_as, build_server
 from paging.models import Rotation, RotationMember, Schedule
 from tests.factories import IncidentFactory

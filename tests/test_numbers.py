@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client, RequestFactory
 
-from incidents.http import declared_too_large
 from tests.factories import IncidentFactory
+from triage.http import declared_too_large
 from triage.numbers import BIGINT_MAX, ascii_int
 
 

@@ -8,8 +8,8 @@ from django.test import Client
 from django.utils import timezone
 from redis import Redis
 
+from accounts.tokens import NewToken
 from incidents.models import Service
-from incidents.tokens import NewToken
 from paging.models import ContactMethod, NotificationRule, Rotation, RotationMember, Schedule
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
 

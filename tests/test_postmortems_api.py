@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from accounts.tokens import NewToken
 from incidents.models import EventKind
-from incidents.tokens import NewToken
 from postmortems.models import ActionItem
 from tests.postmortem_factories import action_item, postmortem
 

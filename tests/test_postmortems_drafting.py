@@ -13,9 +13,9 @@ from django.template import Context, Template
 from django.test import Client, RequestFactory
 from time_machine import TimeMachineFixture
 
+from accounts.tokens import NewToken
 from incidents import services as incident_services
 from incidents.models import Service
-from incidents.tokens import NewToken
 from postmortems import document, services
 from postmortems.drafting import IMPACT_PLACEHOLDER, ROOT_CAUSE_PLACEHOLDER
 from postmortems.errors import IncidentStillOpen

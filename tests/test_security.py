@@ -20,10 +20,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from redis import Redis
 from time_machine import TimeMachineFixture
 
+from accounts.tokens import NewToken
 from chat.models import ChatIdentity
 from chat.services import ChatUser, link_url
 from incidents.models import Service
-from incidents.tokens import NewToken
 from tests.factories import IncidentFactory, UserFactory
 from tests.processes import app_env, check_deploy
 from triage import ratelimit

@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from incidents.models import ApiToken
-from incidents.tokens import create_api_token
+from accounts.models import ApiToken
+from accounts.tokens import create_api_token
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

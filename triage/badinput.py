@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.html import escape
 
-from incidents.http import answers_json, problem
+from triage.http import answers_json, problem
 
 _REFUSED = re.compile("[\x00\ud800-\udfff]")
 

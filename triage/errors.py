@@ -1,4 +1,10 @@
-"""What a request gets when something below triage fails.
+"""Errors: the base of every refusal a service gives (``DomainError``), and
+what a request gets when something below triage fails.
+
+Services in every app raise subclasses of ``DomainError`` for a request that
+breaks a rule (a status change that is not allowed, a reused idempotency
+key...); views, the admin and commands turn them into a clear 4xx or message
+using its ``status``, ``title`` and ``detail``.
 
 A database that cannot be reached (restarting, failing over, network gone)
 is not a bug in the request: it gets ``503 Service Unavailable`` with
@@ -18,9 +24,18 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
-from incidents.http import answers_json, problem
+from triage.http import answers_json, problem
 
 RETRY_AFTER_SECONDS = 5
+
+
+class DomainError(Exception):
+    status = 409
+    title = "Conflict"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 def _database_unavailable() -> bool:

@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "template_partials",
     "django_prometheus",
     "triage.apps.TriageConfig",
+    # Tokens and API authentication, which every app below builds on; it
+    # imports none of them.
+    "accounts",
     "incidents",
     "paging",
     "postmortems",

@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("chat.urls")),
     path("", include("paging.urls")),
     path("", include("incidents.urls")),
+    path("", include("accounts.urls")),
 ]
 
 handler400 = "triage.errors.bad_request"

@@ -14,9 +14,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from incidents.errors import DomainError
 from incidents.models import Service
 from integrations import importer
+from triage.errors import DomainError
 
 
 class Command(BaseCommand):

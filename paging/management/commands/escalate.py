@@ -7,10 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from incidents.errors import DomainError
 from incidents.models import Incident, Status
 from incidents.services import escalate_incident
 from paging import escalation
+from triage.errors import DomainError
 
 
 class Command(BaseCommand):

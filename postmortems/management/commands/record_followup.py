@@ -11,9 +11,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from incidents.errors import DomainError
 from postmortems import selectors, services
 from postmortems.models import ActionItem
+from triage.errors import DomainError
 
 
 class Command(BaseCommand):

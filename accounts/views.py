@@ -8,9 +8,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents.forms import TokenForm
-from incidents.models import ApiToken
-from incidents.tokens import create_api_token, revoke_api_token
+from accounts.forms import TokenForm
+from accounts.models import ApiToken
+from accounts.tokens import create_api_token, revoke_api_token
 
 
 @login_required
@@ -34,7 +34,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         "created": created,
         "tokens": ApiToken.objects.filter(user=request.user.pk),
     }
-    return render(request, "account/tokens.html", context, status=status)
+    return render(request, "accounts/tokens.html", context, status=status)
 
 
 @login_required

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from incidents.models import ApiToken, TokenScope
+from accounts.models import ApiToken, TokenScope
 
 TOKEN_PREFIX = "tri_"  # noqa: S105 - a marker for secret scanners, not a secret
 # last_used_at is a hint for people, not an audit log: writing it at most once
