@@ -120,7 +120,7 @@ def _tidy(text: str) -> str:
     lines = [" ".join(line.split()) for line in text.replace("\r\n", "\n").split("\n")]
     tidy = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     if len(tidy) > DETAILS_LIMIT:
-        tidy = tidy[: DETAILS_LIMIT - 1] + "…"
+        tidy = tidy[: DETAILS_LIMIT - 1].rstrip() + "…"
     return tidy
 
 

@@ -105,6 +105,11 @@ def test_the_text_part_is_the_details_and_attachments_are_ignored(inbox: NewKey)
     assert incident.details == "Plain: job 42 exited 1."
 
 
+def test_a_text_stdin_is_read_too(inbox: NewKey) -> None:
+    call_command("ingest_email", stdin=StringIO(mail().as_string()), stdout=StringIO())
+    assert Incident.objects.count() == 1
+
+
 def test_quoted_printable_and_encoded_word_subjects_are_decoded(inbox: NewKey) -> None:
     message = EmailMessage()
     message["To"] = ADDRESS
@@ -150,6 +155,22 @@ def test_an_unknown_charset_or_bad_bytes_still_read_as_text(inbox: NewKey) -> No
     incident = Incident.objects.get()
     assert incident.title == "caf\ufffd down"
     assert incident.details == "bytes \ufffd\ufffd here"
+
+
+def test_a_long_text_is_cut_and_html_tables_keep_their_cells_apart(inbox: NewKey) -> None:
+    deliver(mail("long", body="word " * 20_000))
+    html = EmailMessage()
+    html["To"], html["Subject"] = ADDRESS, "table"
+    html.set_content(
+        "<table><tr><th>host</th><th>disk</th></tr><tr><td>db1</td><td>95%</td></tr>",
+        subtype="html",
+    )
+    deliver(html)
+
+    details = dict(Incident.objects.values_list("title", "details"))
+    assert 65_000 < len(details["long"]) <= 65_536
+    assert details["long"].endswith("word…")
+    assert details["table"] == "host disk\ndb1 95%"
 
 
 # --- deduplication and resolving -----------------------------------------------
@@ -270,6 +291,30 @@ def test_a_header_can_be_the_dedup_key(inbox: NewKey) -> None:
     ]
 
 
+def test_where_the_pattern_finds_nothing_the_subject_is_the_key(inbox: NewKey) -> None:
+    EmailSettings.objects.update(dedup_pattern=r"host=(\w+)")
+    for subject in (
+        "Disk full host=db1",
+        "Disk 99% host=db1",
+        "Fan failed",
+        "[FIRING:3] Fan failed",
+    ):
+        deliver(mail(subject))
+    assert sorted(Incident.objects.values_list("title", flat=True)) == [
+        "Disk full host=db1",
+        "Fan failed",
+    ]
+
+
+def test_a_pattern_over_a_header_picks_the_part_that_counts(inbox: NewKey) -> None:
+    EmailSettings.objects.update(dedup_header="X-Alert", dedup_pattern=r"^(\w+)/")
+    first, second, third = mail("one"), mail("two"), mail("three")
+    first["X-Alert"], second["X-Alert"], third["X-Alert"] = "db1/disk", "db1/fan", "no slash"
+    for message in (first, second, third):
+        deliver(message)
+    assert sorted(Incident.objects.values_list("title", flat=True)) == ["one", "three"]
+
+
 # --- routing by address --------------------------------------------------------
 
 
@@ -309,6 +354,14 @@ def test_an_unknown_address_is_no_such_user_and_writes_nothing(inbox: NewKey, ad
     assert not Incident.objects.exists()
 
 
+def test_a_message_with_no_address_at_all_is_no_such_user(inbox: NewKey) -> None:
+    message = mail()
+    del message["To"]
+    status, _, err = deliver(message)
+    assert status == EX_NOUSER
+    assert "none found in the headers" in err
+
+
 def test_a_revoked_integration_no_longer_receives(inbox: NewKey) -> None:
     revoke_integration(inbox.integration)
     assert deliver(mail(), ADDRESS)[0] == EX_NOUSER
@@ -322,6 +375,18 @@ def test_over_the_rate_limit_the_mta_is_told_to_retry(inbox: NewKey, one_window:
     assert status == EX_TEMPFAIL
     assert "may receive 1 messages a minute" in err
     assert Incident.objects.count() == 1
+
+
+def test_an_unexpected_error_keeps_the_message_with_the_mta(
+    inbox: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("integrations.services.ingest_email", broken)
+    status, _, err = deliver(mail())
+    assert status == EX_TEMPFAIL
+    assert "unexpected error" in err
 
 
 # --- bad mail --------------------------------------------------------------------
@@ -500,6 +565,28 @@ def test_the_admin_edits_the_address_and_rules(staff_client: Client, inbox: NewK
     )
     assert deliver(mail("down: host db1"), "new-address@triage.example")[0] == 0
     assert deliver(mail(), ADDRESS)[0] == EX_NOUSER
+
+
+def test_an_integration_made_an_email_one_in_the_admin_gets_an_address(
+    staff_client: Client, web: Service, redis: Redis
+) -> None:
+    created = integration(web, "events_v2", name="was events")
+    response = staff_client.post(
+        f"/admin/integrations/integration/{created.integration.pk}/change/",
+        {
+            "service": web.pk,
+            "kind": "email",
+            "name": "was events",
+            "grouping": "group",
+            "severity_label": "severity",
+            "default_severity": "error",
+            "rate_limit_per_minute": 60,
+            "heartbeat_timeout_seconds": 300,
+        },
+    )
+    assert response.status_code == 302
+    address = Integration.objects.get().email.address
+    assert deliver(mail(), address)[0] == 0
 
 
 def test_the_admin_adds_an_email_integration_with_an_address(
