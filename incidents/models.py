@@ -78,6 +78,7 @@ class Source(models.TextChoices):
     HEARTBEAT = "heartbeat", "Heartbeat"
     REPORT = "report", "Problem report"
     IMPORT = "import", "Import"
+    EMAIL = "email", "Email"
 
 
 class Service(models.Model):

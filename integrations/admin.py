@@ -1,10 +1,12 @@
 """Back-office for integration keys: create (the key is shown once, with its
-configuration), rotate, revoke; the alerts tracked per incident, read-only."""
+configuration), rotate, revoke; email integrations' addresses and rules; the
+alerts tracked per incident, read-only."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -12,8 +14,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from integrations.config import snippets
+from integrations.email_routes import attach_email_settings
 from integrations.keys import NewKey, create_integration, revoke_integration, rotate_key
-from integrations.models import Alert, Integration
+from integrations.models import Alert, EmailSettings, Integration, Kind
 
 EDITABLE = (
     "service",
@@ -75,6 +78,11 @@ class IntegrationAdmin(admin.ModelAdmin[Integration]):
     def save_model(self, request: HttpRequest, obj: Integration, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            if (
+                obj.kind == Kind.EMAIL
+                and not EmailSettings.objects.filter(integration=obj).exists()
+            ):
+                attach_email_settings(obj)  # turned into an email integration: needs an address
             return
         options = {field: getattr(obj, field) for field in EDITABLE[3:]}
         created = create_integration(
@@ -85,6 +93,17 @@ class IntegrationAdmin(admin.ModelAdmin[Integration]):
         self._show_key(request, created)
 
     def _show_key(self, request: HttpRequest, created: NewKey) -> None:
+        if created.integration.kind == Kind.EMAIL:
+            self.message_user(
+                request,
+                format_html(
+                    "Email integration {} receives mail at <code>{}</code> (change it under "
+                    "Email integration settings).",
+                    created.integration.name,
+                    created.integration.email.address,
+                ),
+            )
+            return
         self.message_user(
             request,
             format_html(
@@ -120,3 +139,36 @@ class AlertAdmin(admin.ModelAdmin[Alert]):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # written by the webhook only
+
+
+class EmailSettingsForm(forms.ModelForm[EmailSettings]):
+    def clean_address(self) -> str:
+        # Lower case before the unique check runs, as routing compares it.
+        return str(self.cleaned_data["address"]).strip().lower()
+
+
+@admin.register(EmailSettings)
+class EmailSettingsAdmin(admin.ModelAdmin[EmailSettings]):
+    """Each email integration's address and rules. Rows come with the
+    integration (created as kind Email), so they are edited here, not added."""
+
+    form = EmailSettingsForm
+
+    list_display = ("address", "integration", "dedup_header", "resolve_by_subject")
+    search_fields = ("address", "integration__name", "integration__service__name")
+    list_select_related = ("integration__service",)
+    readonly_fields = ("integration",)
+    fields = (
+        "integration",
+        "address",
+        "dedup_header",
+        "dedup_pattern",
+        "resolve_by_subject",
+        "resolve_pattern",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke the integration instead

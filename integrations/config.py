@@ -1,7 +1,8 @@
 """Ready-to-paste configuration for an integration: what to put in
 alertmanager.yml, where to send Events API v2 events, which URL a heartbeat
-pings. With the full key right after creation or rotation; with a placeholder
-naming the key's prefix afterwards (the key itself is not stored)."""
+pings, which address an email integration receives mail at. With the full key
+right after creation or rotation; with a placeholder naming the key's prefix
+afterwards (the key itself is not stored)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,22 @@ def _heartbeat(integration: Integration, key: str) -> list[Snippet]:
     ]
 
 
+def _email(integration: Integration) -> list[Snippet]:
+    # The address is what routes mail, and it is stored: shown every time.
+    address = integration.email.address
+    test = (
+        "printf 'Subject: Disk 95%% full on db1\\n\\nThe disk is almost full.\\n' | "
+        f"sendmail {shlex.quote(address)}"
+    )
+    return [
+        Snippet("Send alert mail to", "text", address),
+        Snippet("Try it (your MTA must route the domain to manage.py ingest_email)", "sh", test),
+    ]
+
+
 def snippets(integration: Integration, raw_key: str | None = None) -> list[Snippet]:
+    if integration.kind == Kind.EMAIL:
+        return _email(integration)
     key = raw_key or _placeholder(integration)
     if integration.kind == Kind.ALERTMANAGER:
         return _alertmanager(integration, key)

@@ -19,7 +19,8 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from incidents.models import Service
-from integrations.models import Integration
+from integrations.email_routes import attach_email_settings
+from integrations.models import Integration, Kind
 from triage.sql import fetch_all
 
 KEY_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -46,21 +47,27 @@ def create_integration(
     kind: str,
     name: str,
     actor: AbstractBaseUser | AnonymousUser | None = None,
+    email: dict[str, Any] | None = None,
     **options: Any,
 ) -> NewKey:
     """A new integration with a fresh key. ``options`` are Integration fields
     (grouping, severity_label, default_severity, rate_limit_per_minute,
-    heartbeat_timeout_seconds)."""
+    heartbeat_timeout_seconds); ``email`` the settings of an email
+    integration (see ``email_routes.attach_email_settings``), which always
+    gets its address here."""
     raw = _new_key()
-    integration = Integration.objects.create(
-        service=service,
-        kind=kind,
-        name=name,
-        key_prefix=raw[:PREFIX_LENGTH],
-        key_hash=digest(raw),
-        created_by=actor if isinstance(actor, User) else None,
-        **options,
-    )
+    with transaction.atomic():
+        integration = Integration.objects.create(
+            service=service,
+            kind=kind,
+            name=name,
+            key_prefix=raw[:PREFIX_LENGTH],
+            key_hash=digest(raw),
+            created_by=actor if isinstance(actor, User) else None,
+            **options,
+        )
+        if kind == Kind.EMAIL:
+            attach_email_settings(integration, **(email or {}))
     return NewKey(integration=integration, raw=raw)
 
 

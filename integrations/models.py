@@ -7,12 +7,15 @@ created or rotated, like an API token.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from incidents.models import Incident, Service, Severity
 
@@ -21,6 +24,7 @@ class Kind(models.TextChoices):
     ALERTMANAGER = "alertmanager", "Prometheus Alertmanager"
     EVENTS_V2 = "events_v2", "Events API v2 (PagerDuty-compatible)"
     HEARTBEAT = "heartbeat", "Heartbeat monitor"
+    EMAIL = "email", "Email"
 
 
 class Grouping(models.TextChoices):
@@ -172,3 +176,89 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.labels.get('alertname', self.fingerprint)} ({self.status})"
+
+
+# --- Email integrations ------------------------------------------------------
+
+# Subjects such as "[RESOLVED] Disk full", "RESOLVED: Disk full", "Recovered
+# disk on db1", "** RECOVERY Service Alert: …" (Nagios), "OK - Disk full",
+# "Disk full - resolved" or "Disk full [OK]". "OK" needs a separator or
+# brackets, so "OK to deploy?" and "Backup not ok" are not resolutions.
+DEFAULT_RESOLVE_PATTERN = (
+    r"(?i)^\W*?(?:\[\s*(?:resolved|ok|recovered|recovery|cleared)\b[^\]]*\]"
+    r"|(?:resolved|ok|recovered|recovery|cleared)\s*[:\-\u2013\u2014]"
+    r"|(?:resolved|recovered|recovery)\b)"
+    r"|\s*(?:[:\-\u2013\u2014]\s*(?:resolved|ok|recovered|cleared)"
+    r"|[(\[]\s*(?:resolved|ok|recovered|cleared)\s*[)\]])[\s!.]*$"
+)
+
+
+def validate_regex(value: str) -> None:
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a valid regular expression: {exc}.") from exc
+    if compiled.groups > 1:
+        raise ValidationError("Use at most one group (…); its text is what counts.")
+
+
+class EmailSettings(models.Model):
+    """An email integration's own address, and how its messages become incidents.
+
+    Each email integration has its own address, as in PagerDuty: the address
+    is what routes a message to the integration (and so to a service), and,
+    like a key, whoever knows it can open incidents. Every email integration
+    has exactly one row (created with the integration, ``email_routes``).
+    """
+
+    integration = models.OneToOneField(
+        Integration, on_delete=models.CASCADE, primary_key=True, related_name="email"
+    )
+    address = models.CharField(
+        max_length=254,
+        unique=True,
+        validators=[EmailValidator()],
+        help_text="Mail to this address opens incidents on the integration's service.",
+    )
+    dedup_header = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        validators=[RegexValidator(r"^[!-9;-~]+$", "A header name, such as X-Alert-ID.")],
+        help_text="Deduplicate by this header's value (e.g. X-Alert-ID) instead of the "
+        "subject. Messages without it fall back to the subject.",
+    )
+    dedup_pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        validators=[validate_regex],
+        help_text="A regular expression searched in the subject (or the header above); its "
+        "group, or the whole match, is the dedup key. Blank, or no match: the whole text.",
+    )
+    resolve_by_subject = models.BooleanField(
+        default=False,
+        help_text="A subject matching the resolve pattern resolves the open incident with "
+        "the same dedup key instead of opening one.",
+    )
+    resolve_pattern = models.CharField(
+        max_length=500,
+        default=DEFAULT_RESOLVE_PATTERN,
+        validators=[validate_regex],
+        help_text="The default matches [RESOLVED] …, RESOLVED: …, OK: …, … - recovered, "
+        "… [OK]. The matched text is left out of the dedup key.",
+    )
+
+    class Meta:
+        verbose_name = "email integration settings"
+        verbose_name_plural = "email integration settings"
+        constraints: ClassVar = [
+            # Routing compares lower-cased addresses with an index probe on the
+            # unique index, so every stored address is lower case.
+            models.CheckConstraint(
+                condition=Q(address=Lower("address")), name="email_address_lower_case"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.address

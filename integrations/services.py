@@ -8,6 +8,8 @@
   key; acknowledge/resolve for a key without an open incident are dropped.
 - Heartbeats: a ping pushes the deadline on and resolves the heartbeat's
   incident; the periodic check opens one for each missed deadline.
+- Email: a message opens or joins the incident of its dedup key (the
+  subject by default); a resolving subject resolves it when configured.
 
 Each entry point is one transaction: a failure half-way writes nothing, and the
 sender (Alertmanager retries) can deliver again.
@@ -29,7 +31,16 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from incidents import services as incident_services
-from incidents.models import OPEN_STATUSES, Incident, Service, Severity, Source, Status
+from incidents.models import (
+    OPEN_STATUSES,
+    Incident,
+    JoinedRequest,
+    Service,
+    Severity,
+    Source,
+    Status,
+)
+from integrations.mail import Mail, dedup_text, is_resolution
 from integrations.models import Alert, AlertStatus, Grouping, Integration, Kind
 from integrations.payloads import AmAlert, AmNotification, Event, severity_from
 
@@ -40,7 +51,7 @@ TITLE_LENGTH = 200  # Incident.title's max_length
 
 @dataclass(frozen=True)
 class Outcome:
-    # opened | joined | acknowledged | resolved | updated | dropped | ok
+    # opened | joined | duplicate | acknowledged | resolved | updated | dropped | ok
     action: str
     dedup_key: str
     incident_id: int | None = None
@@ -414,3 +425,80 @@ def open_overdue_heartbeats(*, now: datetime | None = None, batch: int = 500) ->
             logger.exception("could not open a heartbeat incident", extra={"integration_id": pk})
             Integration.objects.filter(pk=pk).update(heartbeat_due_at=now + RETRY_BAD_HEARTBEAT)
     return opened
+
+
+# --- Email -----------------------------------------------------------------
+
+
+def _email_idempotency_key(integration: Integration, mail: Mail) -> str:
+    # The Message-ID with the content: a redelivery of the same message (an
+    # MTA retrying after a timeout, a second MX) replays, while a sender that
+    # reuses one Message-ID for different alerts (some appliances do) still
+    # gets each alert through. Per integration, because one message sent to
+    # two integrations' addresses is delivered once to each.
+    content = "\0".join((mail.message_id, mail.subject, mail.body))
+    return f"email:{integration.pk}:{hashlib.sha256(content.encode()).hexdigest()[:40]}"
+
+
+def _email_seen(key: str) -> bool:
+    return (
+        Incident.objects.filter(idempotency_key=key).exists()
+        or JoinedRequest.objects.filter(key=key).exists()
+    )
+
+
+def ingest_email(integration: Integration, mail: Mail, *, now: datetime | None = None) -> Outcome:
+    """Apply one message to an email integration (its ``email`` settings loaded).
+
+    Subject → title, text → details, the integration's default severity. The
+    dedup key comes from the integration's rule (``mail.dedup_text``); with
+    resolve-by-subject on, a resolving subject resolves the open incident with
+    that key (none open: dropped, as Events API v2 does). A message with a
+    Message-ID is applied once, however often it is delivered: ``open_incident``
+    replays it by its idempotency key (its unique index settles two deliveries
+    racing).
+    """
+    now = now or timezone.now()
+    rules = integration.email
+    text = dedup_text(
+        mail,
+        header=rules.dedup_header,
+        pattern=rules.dedup_pattern,
+        resolve_pattern=rules.resolve_pattern,
+    )
+    dedup_key = "email:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+    if rules.resolve_by_subject and is_resolution(mail.subject, rules.resolve_pattern):
+        with transaction.atomic():
+            incident = _open_incident_for_update(integration.service, dedup_key)
+            if incident is None:
+                return Outcome("dropped", dedup_key)
+            incident_services.resolve_incident(
+                incident,
+                actor=None,
+                now=now,
+                message=_one_line(f"Resolved by email: {mail.subject}"),
+            )
+            return Outcome("resolved", dedup_key, incident.pk)
+    key = _email_idempotency_key(integration, mail) if mail.message_id else None
+    # Only for the answer's wording: a race between two deliveries is settled
+    # by open_incident, and the loser is then reported as "joined".
+    seen = key is not None and _email_seen(key)
+    opened = incident_services.open_incident(
+        service=integration.service,
+        title=_one_line(mail.subject),
+        severity=integration.default_severity,
+        details=mail.body,
+        source=Source.EMAIL,
+        dedup_key=dedup_key,
+        idempotency_key=key,
+        data={
+            "from": mail.sender[:300],
+            "message_id": mail.message_id[:300],
+            "subject": mail.subject[:300],
+            "dedup": text[:200],
+            "integration": integration.pk,
+        },
+        now=now,
+    )
+    action = "opened" if opened.created else "duplicate" if seen else "joined"
+    return Outcome(action, dedup_key, opened.incident.pk)

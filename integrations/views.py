@@ -30,7 +30,7 @@ def _page(
     created: NewKey | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    integrations = Integration.objects.select_related("service").order_by(
+    integrations = Integration.objects.select_related("service", "email").order_by(
         "revoked_at", "service__name", "name", "pk"
     )
     context: dict[str, Any] = {
@@ -51,12 +51,13 @@ def integrations(request: HttpRequest) -> HttpResponse:
     form = IntegrationForm(request.POST)
     if not form.is_valid():
         return _page(request, form=form, status=422)
-    data = dict(form.cleaned_data)
+    data = {name: form.cleaned_data[name] for name in form.Meta.fields}
     created = create_integration(
         service=data.pop("service"),
         kind=data.pop("kind"),
         name=data.pop("name"),
         actor=request.user,
+        email=form.email_options(),
         **data,
     )
     return _page(request, created=created)

@@ -31,8 +31,12 @@ Errors
 A malformed action table raises ``TableError`` with the 1-based line number:
 a row with the wrong number of cells, an alignment row that does not match the
 header, a missing action, an unknown priority or status, and — in the
-Prevention Plan format — a type that is not one of Alert, Config, Monitor,
-Architecture, Investigation, Migration, Runbook.
+Prevention Plan format, when ``strict`` — a type that is not one of Alert,
+Config, Monitor, Architecture, Investigation, Migration, Runbook. Not strict,
+such a row keeps the type as written, is marked ``unknown_type`` and is not
+safe (``is_safe`` knows only the three safe types), so automation leaves it to
+a person: the pipeline this serves treats whatever it cannot classify as
+unsafe.
 
 Inferring the type of a legacy row
 ----------------------------------
@@ -243,6 +247,7 @@ class ParsedAction:
     status: str  # one of the stored values: todo, in_progress, done, wont_do
     line: int
     inferred: bool = False  # the type came from the action's words (legacy table)
+    unknown_type: bool = False  # the Type cell is none of the seven (kept as written)
 
 
 def normalize_text(text: str) -> str:
@@ -318,8 +323,9 @@ def _outside_code(lines: list[str]) -> Iterator[tuple[int, str]]:
         yield index, line
 
 
-def parse_actions(text: str) -> list[ParsedAction]:
-    """Every row of every action table in the document, whatever its status."""
+def parse_actions(text: str, *, strict: bool = True) -> list[ParsedAction]:
+    """Every row of every action table in the document, whatever its status.
+    ``strict=False`` accepts an unknown type (see the module docstring)."""
     lines = text.splitlines()
     visible = dict(_outside_code(lines))
     actions: list[ParsedAction] = []
@@ -345,7 +351,9 @@ def parse_actions(text: str) -> list[ParsedAction]:
                 f"the alignment row has {len(alignment)} cells but the header has {len(header)}",
             )
         for number in range(body_start, index):
-            row = _parse_row(header, split_row(lines[number]), number + 1, legacy=kind == "legacy")
+            row = _parse_row(
+                header, split_row(lines[number]), number + 1, legacy=kind == "legacy", strict=strict
+            )
             if row is not None:
                 actions.append(row)
     return actions
@@ -360,7 +368,7 @@ def _table_kind(header: list[str]) -> str | None:
 
 
 def _parse_row(
-    header: list[str], cells: list[str], line: int, *, legacy: bool
+    header: list[str], cells: list[str], line: int, *, legacy: bool, strict: bool
 ) -> ParsedAction | None:
     if len(cells) != len(header):
         expected = " | ".join(name.capitalize() for name in header)
@@ -394,15 +402,16 @@ def _parse_row(
             line, f"unknown priority {row['priority']!r} for {action!r}: use P0, P1, P2 or P3"
         )
     action_type = canonical_type(row["type"])
-    if action_type is None:
+    if action_type is None and strict:
         raise TableError(line, f"{unknown_type_message(row['type'])} (action {action!r})")
     return ParsedAction(
         priority=priority,
         action=action,
-        type=action_type,
+        type=action_type or row["type"],
         details=row["details"],
         status=status,
         line=line,
+        unknown_type=action_type is None,
     )
 
 

@@ -46,18 +46,25 @@ def test_several_files_print_a_json_array_in_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "line", "message"),
+    ("name", "line", "message", "options"),
     [
-        ("malformed_columns.md", 8, "expected 5 cells"),
-        ("malformed_type.md", 5, "Unknown type 'Purchase'"),
+        ("malformed_columns.md", 8, "expected 5 cells", []),
+        ("malformed_type.md", 5, "Unknown type 'Purchase'", ["--strict"]),
     ],
 )
 def test_a_malformed_table_is_file_line_message_and_exit_status_1(
-    name: str, line: int, message: str
+    name: str, line: int, message: str, options: list[str]
 ) -> None:
     path = str(SAMPLES / name)
     result = subprocess.run(
-        [sys.executable, "manage.py", "parse_postmortem_todos", str(SAMPLES / "mixed.md"), path],
+        [
+            sys.executable,
+            "manage.py",
+            "parse_postmortem_todos",
+            *options,
+            str(SAMPLES / "mixed.md"),
+            path,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -67,6 +74,81 @@ def test_a_malformed_table_is_file_line_message_and_exit_status_1(
     assert result.stdout == ""
     assert result.stderr.startswith(f"{path}:{line}: ")
     assert message in result.stderr
+
+
+def test_an_unknown_type_is_reported_as_skipped_and_not_safe_with_a_warning() -> None:
+    path = str(SAMPLES / "malformed_type.md")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "parse_postmortem_todos", str(SAMPLES / "mixed.md"), path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    mixed, unknown = json.loads(result.stdout)
+    assert mixed == parse_report((SAMPLES / "mixed.md").read_text(), str(SAMPLES / "mixed.md"))
+    assert unknown == {
+        "file": path,
+        "todos": [],
+        "skipped": [
+            {
+                "priority": "P1",
+                "action": "Buy a bigger disk",
+                "type": "Purchase",
+                "details": "from the usual vendor",
+                "safe": False,
+            }
+        ],
+        "safe_todos": 0,
+        "skipped_todos": 1,
+    }
+    assert result.stderr.startswith(f"{path}:5: warning: unknown type 'Purchase'")
+    assert "Alert, Config, Monitor" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_unknown_type_never_lands_among_the_safe_todos(tmp_path: Path) -> None:
+    path = tmp_path / "pm.md"
+    path.write_text(
+        "| Priority | Action | Type | Details | Status |\n"
+        "|---|---|---|---|---|\n"
+        "| P0 | Add disk alert | Alert | | TODO |\n"
+        "| P1 | Tweak the alert rule | Alerting | looks safe, is not known | TODO |\n"
+        "| P2 | Old thing | Chore | | Done |\n"
+        "| P3 | Nobody typed it |  | | In progress |\n"
+    )
+
+    out, err = run("parse_postmortem_todos", str(path))
+
+    report = json.loads(out)
+    assert [t["action"] for t in report["todos"]] == ["Add disk alert"]
+    assert [(s["action"], s["type"], s["safe"]) for s in report["skipped"]] == [
+        ("Tweak the alert rule", "Alerting", False),
+        ("Nobody typed it", "", False),
+    ]
+    # The Done row is not pending, so it is not reported, but its type is still flagged.
+    assert [line.split(": warning:")[0] for line in err.splitlines()] == [
+        f"{path}:4",
+        f"{path}:5",
+        f"{path}:6",
+    ]
+
+
+def test_strict_refuses_the_file_and_prints_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "pm.md"
+    path.write_text(
+        "| Priority | Action | Type | Details | Status |\n"
+        "|---|---|---|---|---|\n"
+        "| P0 | Add disk alert | Alert | | TODO |\n"
+        "| P1 | Tweak the alert rule | Alerting | | TODO |\n"
+    )
+    out, err = StringIO(), StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("parse_postmortem_todos", "--strict", str(path), stdout=out, stderr=err)
+    assert exited.value.code == 1
+    assert out.getvalue() == ""
+    assert err.getvalue().startswith(f"{path}:4: Unknown type 'Alerting'")
 
 
 def test_a_missing_file_is_an_error_too() -> None:

@@ -15,6 +15,7 @@ from postmortems.markdown_tables import (
     parse_report,
     parse_status,
     split_row,
+    todo_report,
 )
 from postmortems.models import ActionType, Priority
 
@@ -134,6 +135,14 @@ def test_an_unknown_type_in_the_new_format_is_an_error_naming_the_allowed_types(
     assert caught.value.line == 5
     assert "Unknown type 'Purchase'" in caught.value.message
     assert "Alert, Config, Monitor" in caught.value.message
+
+
+def test_not_strict_an_unknown_type_is_kept_as_written_and_never_safe() -> None:
+    [row] = parse_actions(sample("malformed_type.md"), strict=False)
+    assert (row.type, row.unknown_type, row.line) == ("Purchase", True, 5)
+    assert not parse_actions(sample("new_format.md"), strict=False)[0].unknown_type
+    report = todo_report("x.md", [row])
+    assert (report["todos"], report["skipped"][0]["safe"]) == ([], False)
 
 
 @pytest.mark.parametrize(

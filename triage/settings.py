@@ -415,6 +415,14 @@ INSTALLED_APPS += ["ninja"]
 MCP_WRITE_TOOLS = env_bool("MCP_WRITE_TOOLS", False)
 # The user `manage.py mcp` (stdio) acts as when --user is not given.
 MCP_USER = env_str("MCP_USER", "") or ""
+# Email integrations (`manage.py ingest_email`, docs/integrations.md): the
+# domain of the addresses triage makes up for them (your MTA routes it to the
+# command), and the largest message accepted — Postfix's own default
+# message_size_limit, so a message Postfix took is never refused for its size.
+EMAIL_INGEST_DOMAIN = (
+    env_str("EMAIL_INGEST_DOMAIN", "") or urlsplit(BASE_URL).hostname or "localhost"
+).lower()
+EMAIL_INGEST_MAX_BYTES = env_int("EMAIL_INGEST_MAX_BYTES", 10_240_000, minimum=1024)
 
 # --- Two-way chat: Slack and Mattermost (chat app; docs/chat.md) ---
 # Each provider is on when its secrets are set: Slack needs the signing
