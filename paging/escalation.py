@@ -10,9 +10,11 @@ Every move happens in a transaction holding the incident's row lock and is
 decided from what that locked row says (status, level, next deadline), so two
 checkers, a retried task, a manual escalation and an acknowledgement racing
 each other are serialised by PostgreSQL: whoever locks second sees the first
-one's result. A beat-driven escalation only runs when the locked row's
-deadline has passed; the move itself pushes the deadline forward (or clears
-it), so the same deadline can never be acted on twice. Redis is updated after
+one's result. The hooks run inside the incident service's transaction after
+it locked the row, so a manual escalation, a reopen and a re-trigger are
+serialised the same way. A beat-driven escalation only runs when the locked
+row's deadline has passed; the move itself pushes the deadline forward (or
+clears it), so the same deadline can never be acted on twice. Redis is updated after
 commit and is only an index: when it is wrong or empty, the next
 reconciliation puts it right (``reconcile``).
 """
@@ -583,7 +585,7 @@ def escalate_due(incident_id: int, *, now: datetime | None = None) -> str:
         if due is None or due > now or incident.status == Status.RESOLVED:
             after_commit(state.set_deadline, incident.pk, due)
             return "not_due"
-        lateness = _lateness(incident, now)
+        lateness = (now - due).total_seconds()
         window = _active_window(incident, now)
         if window is not None:
             # Maintenance: nobody is paged, re-triggered or escalated to
