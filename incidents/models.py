@@ -158,8 +158,9 @@ class Incident(models.Model):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
-    # Durable escalation position, moved only by paging.escalation; Redis
-    # holds the live copy (paging.state). Level 1 is the policy's first level
+    # Durable escalation position, decided by the paging engine and written
+    # by incidents.services (advance_escalation and friends); Redis holds the
+    # live copy (paging.state). Level 1 is the policy's first level
     # (0: nobody paged yet); cycle counts repeats of the whole policy; step
     # counts every move and is the token that makes each move happen once.
     escalation_level = models.PositiveIntegerField(default=0)

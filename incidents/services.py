@@ -1,23 +1,33 @@
 """The only code that changes an incident.
 
 Each function is one transaction: it locks and changes the incident, writes the
-timeline event in the same transaction, and defers side effects (paging,
-metrics) to ``transaction.on_commit`` so nothing is announced for a change that
-rolled back. Views, the API, admin actions, tasks and commands all call these.
+timeline event in the same transaction, and defers side effects (Redis,
+metrics, announcements) to ``transaction.on_commit`` so nothing is announced
+for a change that rolled back. Views, the API, admin actions, tasks and
+commands all call these.
+
+Paging takes part through the hooks it registers (``incidents.hooks``), called
+in the same transaction with the row locked. Its engine decides who to page
+and when to decide again, and writes that decision through the escalation
+functions at the end of this module, so status, level and deadline have this
+one writer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from psycopg import errors as pg_errors
 
+from incidents import hooks
 from incidents.errors import (
     DuplicateOpenIncident,
     IdempotencyConflict,
@@ -37,7 +47,7 @@ from incidents.models import (
 )
 from incidents.signals import announce
 from incidents.timeline import Actor, actor_name, actor_user, after_commit, record_event
-from paging import escalation, state
+from triage import counters
 from triage.metrics import TIME_TO_ACKNOWLEDGE_BUCKETS
 
 
@@ -69,6 +79,56 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return isinstance(exc.__cause__, pg_errors.UniqueViolation)
 
 
+class _LostRace(IntegrityError):
+    """A concurrent request committed the row this one was about to write."""
+
+
+@contextmanager
+def _lost_race_on_unique_violation() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        if _is_unique_violation(exc):
+            raise _LostRace(str(exc)) from exc
+        raise
+
+
+def _retry_once_on_lost_race(attempt: Callable[[], Opened]) -> Opened:
+    """``attempt()`` in a transaction, and once more if it lost a race.
+
+    Why once is enough: the loser's insert waited on the unique index until
+    the winner committed, so in its second transaction the winner's row is
+    visible and the look-ups find it (replay or join) before any insert. A
+    second loss is a real error and is raised (a ``_LostRace`` is an
+    ``IntegrityError``). The exception leaves the first transaction, which
+    rolls back: nothing of the lost attempt is kept.
+    """
+    try:
+        with transaction.atomic():
+            return attempt()
+    except _LostRace:
+        pass
+    with transaction.atomic():
+        return attempt()
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One ``open_incident`` call, as each attempt needs it."""
+
+    service: Service
+    title: str
+    severity: str
+    details: str
+    source: str
+    dedup_key: str
+    idempotency_key: str
+    actor: Actor
+    data: dict[str, Any]
+    now: datetime
+    fingerprint: str
+
+
 def _replay(key: str, fingerprint: str) -> Opened | None:
     """What the first request with this Idempotency-Key got, if there was one."""
     opened = Incident.objects.filter(idempotency_key=key).first()
@@ -86,6 +146,86 @@ def _replay(key: str, fingerprint: str) -> Opened | None:
             "request exactly."
         )
     return Opened(incident, created=False, deduplicated=joined)
+
+
+def _join(request: _Request) -> Opened | None:
+    """Add the alert to the open incident with the request's dedup key, if any.
+
+    The incident's row is locked until the transaction ends, so a resolve
+    cannot slip between finding it open and recording the repeat.
+    """
+    joined = (
+        Incident.objects.select_for_update()
+        .filter(service=request.service, dedup_key=request.dedup_key, status__in=OPEN_STATUSES)
+        .first()
+    )
+    if joined is None:
+        return None
+    if request.idempotency_key:
+        if joined.idempotency_key == request.idempotency_key:
+            # Opened under this key by a concurrent retry that committed
+            # between the replay look-up and this lock: the next attempt
+            # replays it (or refuses it).
+            raise _LostRace(f"incident #{joined.pk} was opened with this key meanwhile")
+        with _lost_race_on_unique_violation():  # a retry of this request joined first
+            JoinedRequest.objects.create(
+                key=request.idempotency_key,
+                request_fingerprint=request.fingerprint,
+                incident=joined,
+                created_at=request.now,
+            )
+    record_event(
+        joined,
+        EventKind.ALERT,
+        actor=request.actor,
+        now=request.now,
+        message=request.title,
+        data={"source": request.source, **request.data},
+    )
+    return Opened(joined, created=False, deduplicated=True)
+
+
+def _insert(request: _Request) -> Opened:
+    """A new incident; a unique violation means a concurrent request won."""
+    with _lost_race_on_unique_violation():
+        incident = Incident.objects.create(
+            service=request.service,
+            title=request.title,
+            details=request.details,
+            severity=request.severity,
+            source=request.source,
+            dedup_key=request.dedup_key,
+            idempotency_key=request.idempotency_key or None,
+            request_fingerprint=request.fingerprint,
+            opened_at=request.now,
+            opened_by=actor_user(request.actor),
+        )
+    record_event(
+        incident,
+        EventKind.OPENED,
+        actor=request.actor,
+        now=request.now,
+        message=f"Opened by {actor_name(request.actor)} via {Source(request.source).label}",
+        data=request.data,
+    )
+    # Counted in Redis: incidents are opened by the web, the worker
+    # (heartbeats) and commands alike, and only the web is scraped.
+    after_commit(counters.count, "incidents_opened", (request.source,))
+    hooks.lifecycle.opened(incident, now=request.now)
+    announce(incident, "opened")
+    return Opened(incident, created=True)
+
+
+def _open(request: _Request) -> Opened:
+    if request.idempotency_key:
+        replay = _replay(request.idempotency_key, request.fingerprint)
+        if replay is not None:
+            return replay
+    if request.dedup_key:
+        joined = _join(request)
+        if joined is not None:
+            return joined
+    return _insert(request)
 
 
 def open_incident(
@@ -115,84 +255,25 @@ def open_incident(
     Concurrency: two requests racing with the same idempotency or dedup key
     both try to insert; the unique indexes let exactly one succeed. The loser's
     insert fails with a unique violation (it waits for the winner's commit),
-    rolls back to its savepoint and looks again, now finding the winner's row.
+    its transaction rolls back and it looks again, now finding the winner's
+    row (``_retry_once_on_lost_race``).
     """
-    now = now or timezone.now()
-    fingerprint = request_fingerprint(
-        service=service, title=title, severity=severity, details=details, dedup_key=dedup_key
+    request = _Request(
+        service=service,
+        title=title,
+        severity=severity,
+        details=details,
+        source=source,
+        dedup_key=dedup_key,
+        idempotency_key=idempotency_key or "",
+        actor=actor,
+        data=data or {},
+        now=now or timezone.now(),
+        fingerprint=request_fingerprint(
+            service=service, title=title, severity=severity, details=details, dedup_key=dedup_key
+        ),
     )
-    for attempt in range(2):
-        with transaction.atomic():
-            if idempotency_key:
-                replay = _replay(idempotency_key, fingerprint)
-                if replay is not None:
-                    return replay
-            if dedup_key:
-                joined = (
-                    Incident.objects.select_for_update()
-                    .filter(service=service, dedup_key=dedup_key, status__in=OPEN_STATUSES)
-                    .first()
-                )
-                if joined is not None:
-                    if idempotency_key and joined.idempotency_key == idempotency_key:
-                        # Opened under this key by a concurrent retry, which
-                        # committed between the look-up above and this lock.
-                        continue  # the second attempt replays it (or refuses it)
-                    if idempotency_key:
-                        try:
-                            with transaction.atomic():
-                                JoinedRequest.objects.create(
-                                    key=idempotency_key,
-                                    request_fingerprint=fingerprint,
-                                    incident=joined,
-                                    created_at=now,
-                                )
-                        except IntegrityError as exc:
-                            if attempt == 0 and _is_unique_violation(exc):
-                                continue  # a retry of this request won; replay it
-                            raise
-                    record_event(
-                        joined,
-                        EventKind.ALERT,
-                        actor=actor,
-                        now=now,
-                        message=title,
-                        data={"source": source, **(data or {})},
-                    )
-                    return Opened(joined, created=False, deduplicated=True)
-            try:
-                with transaction.atomic():
-                    incident = Incident.objects.create(
-                        service=service,
-                        title=title,
-                        details=details,
-                        severity=severity,
-                        source=source,
-                        dedup_key=dedup_key,
-                        idempotency_key=idempotency_key or None,
-                        request_fingerprint=fingerprint,
-                        opened_at=now,
-                        opened_by=actor_user(actor),
-                    )
-            except IntegrityError as exc:
-                if attempt == 0 and _is_unique_violation(exc):
-                    continue  # lost a race; the winner's row is committed now
-                raise
-            record_event(
-                incident,
-                EventKind.OPENED,
-                actor=actor,
-                now=now,
-                message=f"Opened by {actor_name(actor)} via {Source(source).label}",
-                data=data or {},
-            )
-            # Counted in Redis: incidents are opened by the web, the worker
-            # (heartbeats) and commands alike, and only the web is scraped.
-            after_commit(state.count, "incidents_opened", (source,))
-            escalation.on_opened(incident, now=now)
-            announce(incident, "opened")
-            return Opened(incident, created=True)
-    raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
+    return _retry_once_on_lost_race(lambda: _open(request))
 
 
 def _via(actor: Actor, via: str) -> str:
@@ -218,10 +299,16 @@ def _check(incident: Incident, target: str, verb: str) -> None:
 def acknowledge_incident(
     incident: Incident, *, actor: Actor, now: datetime | None = None, via: str = ""
 ) -> Incident:
-    """Triggered → acknowledged. Stops escalation (on commit).
+    """Triggered → acknowledged. Stops escalation.
 
+    With the service's ack timeout set, the deadline becomes the time it is
+    paged again if still not resolved (``retrigger_incident``).
     ``via`` names where the person acted from when it was not triage's own
     pages ("a notification", "Slack"); the timeline says so.
+
+    An escalation racing this waits for the row lock: it either escalated
+    first (and the acknowledgement follows it) or finds the incident
+    acknowledged with a new deadline, and does nothing.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -231,12 +318,17 @@ def acknowledge_incident(
         locked.status = Status.ACKNOWLEDGED
         locked.acknowledged_at = now
         locked.acknowledged_by = actor_user(actor)
-        escalation.on_acknowledged(locked, now=now)
+        minutes = locked.service.ack_timeout_minutes
+        locked.next_escalation_at = now + timedelta(minutes=minutes) if minutes else None
+        locked.nobody_reached_at = None
         locked.save()
         record_event(locked, EventKind.ACKNOWLEDGED, actor=actor, now=now, message=_via(actor, via))
         if first_ack:
             waited = (now - locked.opened_at).total_seconds()
-            after_commit(state.observe, "time_to_acknowledge", waited, TIME_TO_ACKNOWLEDGE_BUCKETS)
+            after_commit(
+                counters.observe, "time_to_acknowledge", waited, TIME_TO_ACKNOWLEDGE_BUCKETS
+            )
+        hooks.lifecycle.acknowledged(locked, now=now)
         announce(locked, "acknowledged")
     return locked
 
@@ -249,7 +341,7 @@ def resolve_incident(
     message: str = "",
     via: str = "",
 ) -> Incident:
-    """Triggered or acknowledged → resolved. Ends escalation (on commit)."""
+    """Triggered or acknowledged → resolved. Nothing more is due."""
     now = now or timezone.now()
     with transaction.atomic():
         locked = _lock(incident)
@@ -262,7 +354,7 @@ def resolve_incident(
         record_event(
             locked, EventKind.RESOLVED, actor=actor, now=now, message=message or _via(actor, via)
         )
-        after_commit(state.forget, locked.pk)
+        hooks.lifecycle.resolved(locked, now=now)
         announce(locked, "resolved")
     return locked
 
@@ -296,7 +388,7 @@ def reopen_incident(incident: Incident, *, actor: Actor, now: datetime | None = 
                 f"{locked.service} has dedup key {locked.dedup_key!r}."
             ) from None
         record_event(locked, EventKind.REOPENED, actor=actor, now=now)
-        after_commit(escalation.start, locked.pk)
+        hooks.lifecycle.reopened(locked, now=now)
         announce(locked, "reopened")
     return locked
 
@@ -309,6 +401,8 @@ def escalate_incident(
     An acknowledged incident goes back to triggered: whoever is paged next
     must acknowledge it themselves. Refused for resolved incidents and for
     services without an escalation policy (there is nobody to escalate to).
+    Paging picks the level (the ``escalated`` hook) and records it with
+    ``advance_escalation`` under this transaction's row lock.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -326,7 +420,40 @@ def escalate_incident(
             locked.status = Status.TRIGGERED
             locked.acknowledged_at = locked.acknowledged_by = None
             locked.save()
-        escalation.advance(locked, now=now, reason="manual", actor=actor, via=via)
+        hooks.lifecycle.escalated(locked, now=now, actor=actor, via=via)
+    return locked
+
+
+def retrigger_incident(incident: Incident, *, now: datetime | None = None) -> Incident:
+    """Acknowledged → triggered: the acknowledgement timed out and the
+    incident is still open, so it is paged from the first level again.
+
+    The paging engine calls this once the locked row's ack-timeout deadline
+    has passed, inside its own transaction: the lock is already held, so
+    locking again does not wait. Paging level 1 (the ``retriggered`` hook)
+    moves the deadline before the lock is released, so a second checker, a
+    retried task or a rebuilt index finds nothing due.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(incident)
+        if locked.status != Status.ACKNOWLEDGED:
+            raise InvalidTransition(
+                f"Incident #{locked.pk} is {locked.get_status_display().lower()}; "
+                "only an acknowledged incident can be re-triggered."
+            )
+        locked.status = Status.TRIGGERED
+        locked.acknowledged_at = locked.acknowledged_by = None
+        locked.escalation_level = locked.escalation_cycle = 0
+        locked.save()
+        record_event(
+            locked,
+            EventKind.RETRIGGERED,
+            actor=None,
+            now=now,
+            message="Re-triggered: acknowledged but still not resolved",
+        )
+        hooks.lifecycle.retriggered(locked, now=now)
     return locked
 
 
@@ -357,3 +484,61 @@ def add_note(
         locked = _lock(incident)
         locked.save(update_fields=["updated_at"])
         return record_event(locked, EventKind.NOTE, actor=actor, now=now, message=text)
+
+
+# --- the escalation position, as the paging engine decides it ---------------
+# The engine calls these while it holds the incident's row lock (it locked
+# the row, or it runs in a lifecycle hook), having decided from what that
+# locked row says: whoever locks the row next sees the result, so two
+# checkers, a retried task, a manual escalation and an acknowledgement are
+# serialised by PostgreSQL.
+
+
+@dataclass(frozen=True)
+class EscalationMove:
+    """A level paged now: ``level`` of the policy (1 is the first) in repeat
+    ``cycle``, and when to decide again (None: nothing more is due)."""
+
+    level: int
+    cycle: int
+    next_at: datetime | None
+
+
+def advance_escalation(incident: Incident, move: EscalationMove) -> None:
+    """Record ``move``. The caller holds the row lock.
+
+    Every move adds one to ``escalation_step``, the token of a move: its pages
+    and timeline entries carry it, and a worker acting for an older step finds
+    the step moved and does nothing. Paging a level clears "nobody reached".
+    """
+    incident.escalation_level = move.level
+    incident.escalation_cycle = move.cycle
+    incident.escalation_step += 1
+    incident.next_escalation_at = move.next_at
+    incident.nobody_reached_at = None
+    incident.save(
+        update_fields=[
+            "escalation_level",
+            "escalation_cycle",
+            "escalation_step",
+            "next_escalation_at",
+            "nobody_reached_at",
+            "updated_at",
+        ]
+    )
+
+
+def set_escalation_deadline(incident: Incident, at: datetime | None) -> None:
+    """Decide again at ``at`` (a maintenance window's end, or now when the
+    window was cut short), or never (None: nobody can be paged). The caller
+    holds the row lock."""
+    incident.next_escalation_at = at
+    incident.save(update_fields=["next_escalation_at", "updated_at"])
+
+
+def flag_nobody_reached(incident: Incident, *, now: datetime) -> None:
+    """The last level was paged and nobody on it could be reached: the
+    dashboard puts the incident first in its severity. The caller holds the
+    row lock."""
+    incident.nobody_reached_at = now
+    incident.save(update_fields=["nobody_reached_at", "updated_at"])

@@ -19,11 +19,10 @@ from django_htmx.http import trigger_client_event
 
 from accounts.http import api_or_login
 from accounts.models import TokenScope
-from incidents import selectors, services
+from incidents import hooks, selectors, services
 from incidents.forms import FilterForm, IncidentForm, NoteForm, PublicTitleForm
 from incidents.models import OPEN_STATUSES, Incident, Severity, Status
 from incidents.serializers import event_json, incident_json
-from paging.selectors import IncidentPaging, next_steps, paging_summary, reach
 from triage.errors import DomainError
 from triage.http import BadRequest, HtmxHttpRequest, field_errors, json_body, problem, wants_json
 
@@ -66,17 +65,8 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         paginator.count = sum(counts.values())
     page = paginator.get_page(request.GET.get("page"))
     rows: list[selectors.DashboardRow] = page.object_list  # type: ignore[assignment]
-    summaries = paging_summary(rows, known_paged={row.pk: row.paged for row in rows})
-    for row in rows:
-        row.paged = summaries[row.pk].paged
-        row.next_escalation_at = summaries[row.pk].next_escalation_at
-    # Constant queries for any number of rows: one for every page's delivery,
-    # a few for the next levels' people.
-    reached = reach(rows, {row.pk: row.paged for row in rows})
-    upcoming = next_steps(rows, now=timezone.now())
-    for row in rows:
-        row.reach = reached[row.pk]
-        row.next_step = upcoming[row.pk]
+    # Who is paged and what happens next, from paging (incidents.hooks).
+    hooks.pages.dashboard_rows(rows, now=timezone.now())
     context = {
         "filters": filters,
         "selected_service": filters.service.slug if filters.service else "",
@@ -183,14 +173,10 @@ def _get_incident(pk: int) -> Incident:
 
 
 def _detail_context(incident: Incident, **extra: Any) -> dict[str, Any]:
-    paging = IncidentPaging.of(incident)
-    summary = paging_summary([paging])[incident.pk]
     return {
         "incident": incident,
-        "reach": reach([paging], {incident.pk: summary.paged})[incident.pk],
-        "next_step": next_steps([paging], now=timezone.now())[incident.pk],
+        **hooks.pages.incident_page(incident, now=timezone.now()),
         "timeline": selectors.timeline(incident),
-        "pages": incident.pages.select_related("user").order_by("-created_at", "-pk")[:50],
         "note_form": NoteForm(),
         "public_title_form": PublicTitleForm(initial={"public_title": incident.public_title}),
         "severity": Severity(incident.severity),

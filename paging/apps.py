@@ -7,7 +7,13 @@ class PagingConfig(AppConfig):
     name = "paging"
 
     def ready(self) -> None:
+        from incidents import hooks
         from paging import metrics, tasks  # noqa: F401  (registers the tasks)
+        from paging.hooks import PagingLifecycle, PagingPages
         from triage.metrics import SCRAPE_COLLECTORS
 
+        # incidents calls these inside its transactions and pages without
+        # importing paging (tests/test_boundaries.py holds it to that).
+        hooks.register(PagingLifecycle())
+        hooks.register(PagingPages())
         SCRAPE_COLLECTORS.append(metrics.collect)

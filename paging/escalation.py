@@ -1,12 +1,20 @@
-"""The escalation engine: the only code that moves an incident's escalation state.
+"""The escalation engine: decides who is paged and when, and pages them.
+
+It decides; ``incidents.services`` writes: the level paged, the next deadline
+and a re-trigger's status change go through ``advance_escalation``,
+``set_escalation_deadline``, ``flag_nobody_reached`` and
+``retrigger_incident``. The engine runs from the lifecycle hooks paging
+registers (``paging.hooks``), the escalation checker and delivery.
 
 Every move happens in a transaction holding the incident's row lock and is
 decided from what that locked row says (status, level, next deadline), so two
 checkers, a retried task, a manual escalation and an acknowledgement racing
 each other are serialised by PostgreSQL: whoever locks second sees the first
-one's result. A beat-driven escalation only runs when the locked row's
-deadline has passed; the move itself pushes the deadline forward (or clears
-it), so the same deadline can never be acted on twice. Redis is updated after
+one's result. The hooks run inside the incident service's transaction after
+it locked the row, so a manual escalation, a reopen and a re-trigger are
+serialised the same way. A beat-driven escalation only runs when the locked
+row's deadline has passed; the move itself pushes the deadline forward (or
+clears it), so the same deadline can never be acted on twice. Redis is updated after
 commit and is only an index: when it is wrong or empty, the next
 reconciliation puts it right (``reconcile``).
 """
@@ -24,6 +32,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
+from incidents import services
 from incidents.models import OPEN_STATUSES, EventKind, Incident, Status, TimelineEvent
 from incidents.signals import announce
 from incidents.timeline import Actor, actor_name, after_commit, record_event
@@ -37,6 +46,7 @@ from paging.models import (
     Page,
     PageStatus,
 )
+from triage import counters
 from triage.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -87,8 +97,7 @@ def _hold(incident: Incident, window: MaintenanceWindow, now: datetime) -> None:
     hold, not on every pass. The caller holds the row lock.
     """
     until = window.end
-    incident.next_escalation_at = until
-    incident.save(update_fields=["next_escalation_at", "updated_at"])
+    services.set_escalation_deadline(incident, until)
     if _held_until(incident) != until:
         reason = f"maintenance window until {until:%Y-%m-%d %H:%M %Z}" + (
             f" ({window.reason})" if window.reason else ""
@@ -122,8 +131,7 @@ def release_holds(service_id: int, *, now: datetime | None = None) -> int:
         )
         for incident in candidates:
             if _held_until(incident) == incident.next_escalation_at:
-                incident.next_escalation_at = now
-                incident.save(update_fields=["next_escalation_at", "updated_at"])
+                services.set_escalation_deadline(incident, now)
                 released += 1
                 after_commit(state.set_deadline, incident.pk, now)
     return released
@@ -220,7 +228,7 @@ def _page_level(incident: Incident, level: EscalationLevel, *, now: datetime) ->
         if page.status == PageStatus.QUEUED:
             after_commit(_enqueue_delivery, page.pk, page.due_at)
         else:
-            after_commit(state.count, "pages", ("none", "failed"))
+            after_commit(counters.count, "pages", ("none", "failed"))
     return names
 
 
@@ -283,8 +291,7 @@ def _act_if_unreachable(incident: Incident, *, step: int, levels: int, now: date
         return
     if incident.nobody_reached_at is not None:
         return
-    incident.nobody_reached_at = now
-    incident.save(update_fields=["nobody_reached_at", "updated_at"])
+    services.flag_nobody_reached(incident, now=now)
     record_event(
         incident,
         EventKind.PAGED,
@@ -293,7 +300,7 @@ def _act_if_unreachable(incident: Incident, *, step: int, levels: int, now: date
         message=f"Nobody reached: level {level} is the last and nobody on it could be reached",
         data={"nobody_reached": {"level": level, "step": step}},
     )
-    after_commit(state.count, "nobody_reached", (incident.severity,))
+    after_commit(counters.count, "nobody_reached", (incident.severity,))
 
 
 def _lock(incident_id: int) -> Incident | None:
@@ -371,6 +378,29 @@ def _sync_after_commit(incident: Incident, paged: list[str] | None, now: datetim
     after_commit(state.write_live, incident.pk, live)
 
 
+def next_move(
+    incident: Incident,
+    policy: EscalationPolicy,
+    levels: list[EscalationLevel],
+    *,
+    now: datetime,
+) -> services.EscalationMove:
+    """The level to page next from where the incident stands, and when to
+    decide again: the next level after its delay; after the last level the
+    first again, ``repeat_count`` more times; then the last level again with
+    no further deadline (only escalating by hand pages it again)."""
+    level, cycle = incident.escalation_level, incident.escalation_cycle
+    if level == 0:
+        level, cycle = 1, 0
+    elif level < len(levels):
+        level += 1
+    elif cycle < policy.repeat_count:
+        level, cycle = 1, cycle + 1
+    exhausted = level == len(levels) and cycle >= policy.repeat_count
+    delay = timedelta(minutes=levels[level - 1].delay_minutes)
+    return services.EscalationMove(level, cycle, None if exhausted else now + delay)
+
+
 def advance(
     incident: Incident,
     *,
@@ -380,45 +410,17 @@ def advance(
     lateness: float = 0.0,
     via: str = "",
 ) -> bool:
-    """Page the next level of the service's policy. The caller holds the row lock.
-
-    The first call pages level 1. After the last level the policy starts over
-    at level 1 ``repeat_count`` more times, then stays at the last level with
-    no further deadline; escalating by hand then pages the last level again.
-    Returns False when the service has no policy (or it has no levels).
+    """Page the next level of the service's policy (``next_move``). The
+    caller holds the row lock. Returns False when the service has no policy
+    (or it has no levels): then nothing more is due.
     """
     policy = incident.service.escalation_policy
     levels = _levels(policy) if policy else []
     if policy is None or not levels:
-        incident.next_escalation_at = None
-        incident.save(update_fields=["next_escalation_at", "updated_at"])
+        services.set_escalation_deadline(incident, None)
         return False
-    if incident.escalation_level == 0:
-        incident.escalation_level, incident.escalation_cycle = 1, 0
-    elif incident.escalation_level < len(levels):
-        incident.escalation_level += 1
-    elif incident.escalation_cycle < policy.repeat_count:
-        incident.escalation_level, incident.escalation_cycle = 1, incident.escalation_cycle + 1
-    exhausted = (
-        incident.escalation_level == len(levels)
-        and incident.escalation_cycle >= policy.repeat_count
-    )
+    services.advance_escalation(incident, next_move(incident, policy, levels, now=now))
     level = levels[incident.escalation_level - 1]
-    incident.escalation_step += 1
-    incident.next_escalation_at = (
-        None if exhausted else now + timedelta(minutes=level.delay_minutes)
-    )
-    incident.nobody_reached_at = None
-    incident.save(
-        update_fields=[
-            "escalation_level",
-            "escalation_cycle",
-            "escalation_step",
-            "next_escalation_at",
-            "nobody_reached_at",
-            "updated_at",
-        ]
-    )
     if reason != "opened":
         why = _REASONS[reason].format(level=incident.escalation_level - 1)
         record_event(
@@ -436,7 +438,7 @@ def advance(
                 "lateness_seconds": round(lateness, 3),
             },
         )
-        after_commit(state.count, "escalations", (reason,))
+        after_commit(counters.count, "escalations", (reason,))
     paged = _page_level(incident, level, now=now)
     _sync_after_commit(incident, paged, now)
     _act_if_unreachable(incident, step=incident.escalation_step, levels=len(levels), now=now)
@@ -456,7 +458,8 @@ _REASONS = {
 
 
 def on_opened(incident: Incident, *, now: datetime) -> None:
-    """Inside ``open_incident``'s transaction: arrange paging for a new incident.
+    """Inside ``open_incident``'s transaction (the ``opened`` hook): arrange
+    paging for a new incident.
 
     A service without an escalation policy pages nobody: that is recorded in
     the same transaction (a row, no side effect, nothing that can fail apart
@@ -492,8 +495,7 @@ def start(incident_id: int, *, now: datetime | None = None) -> None:
             # incident's flags say: record that without looking them up (the
             # path of every alert for a service nobody is on call for).
             if incident.next_escalation_at is not None:
-                incident.next_escalation_at = None
-                incident.save(update_fields=["next_escalation_at", "updated_at"])
+                services.set_escalation_deadline(incident, None)
             _record_no_policy(incident, now)
             return
         _begin(incident, now=now, reason="opened")
@@ -508,8 +510,7 @@ def _begin(incident: Incident, *, now: datetime, reason: str) -> str:
         _hold(incident, window, now)
         return "held"
     if _lands_unpaged(incident):
-        incident.next_escalation_at = None
-        incident.save(update_fields=["next_escalation_at", "updated_at"])
+        services.set_escalation_deadline(incident, None)
         record_event(
             incident,
             EventKind.PAGED,
@@ -537,16 +538,15 @@ def _record_no_policy(incident: Incident, now: datetime) -> None:
     )
 
 
-def on_acknowledged(incident: Incident, *, now: datetime) -> None:
-    """Inside acknowledge_incident: stop escalating; arm the ack timeout if any.
+def on_acknowledged(incident: Incident) -> None:
+    """Inside ``acknowledge_incident`` (the ``acknowledged`` hook), which
+    stopped escalating and armed the ack timeout, if any: the live state
+    follows once that commits.
 
     The live state keeps the names paged at the current level: the dashboard
     shows them beside who acknowledged (it once wrote an empty list here, so
     the row said "—" until the next reconciliation rewrote the names).
     """
-    minutes = incident.service.ack_timeout_minutes
-    incident.next_escalation_at = now + timedelta(minutes=minutes) if minutes else None
-    incident.nobody_reached_at = None
     live = state.Live(
         level=incident.escalation_level,
         step=incident.escalation_step,
@@ -596,25 +596,26 @@ def escalate_due(incident_id: int, *, now: datetime | None = None) -> str:
             # Held by a window when it opened, still open after it ended.
             outcome = _begin(incident, now=now, reason="window_ended")
         elif incident.status == Status.ACKNOWLEDGED:
-            incident.status = Status.TRIGGERED
-            incident.acknowledged_at = None
-            incident.acknowledged_by = None
-            incident.escalation_level = incident.escalation_cycle = 0
-            incident.save()
-            record_event(
-                incident,
-                EventKind.RETRIGGERED,
-                actor=None,
-                now=now,
-                message="Re-triggered: acknowledged but still not resolved",
-            )
-            advance(incident, now=now, reason="ack_timeout", lateness=lateness)
+            # Pages level 1 again through the ``retriggered`` hook.
+            services.retrigger_incident(incident, now=now)
             outcome = "retriggered"
         else:
             advance(incident, now=now, reason="timeout", lateness=lateness)
             outcome = "escalated"
-        after_commit(state.observe, "escalation_lateness", lateness, LATENESS_BUCKETS)
+        after_commit(counters.observe, "escalation_lateness", lateness, LATENESS_BUCKETS)
         return outcome
+
+
+def _lateness(incident: Incident, now: datetime) -> float:
+    """Seconds since the deadline being acted on (still on the locked row)."""
+    due = incident.next_escalation_at
+    return (now - due).total_seconds() if due is not None else 0.0
+
+
+def on_retriggered(incident: Incident, *, now: datetime) -> None:
+    """Inside ``retrigger_incident`` (the ``retriggered`` hook), called by
+    ``escalate_due`` with the row locked: page level 1 again."""
+    advance(incident, now=now, reason="ack_timeout", lateness=_lateness(incident, now))
 
 
 def check(

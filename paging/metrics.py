@@ -1,7 +1,8 @@
 """Metrics computed when Prometheus scrapes the web: right whichever pod answers.
 
 The worker and beat are not scraped; what they count lives in Redis
-(``paging.state``) and is read here.
+(``triage.counters``) and is read here, with the paging state
+(``paging.state``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from redis.exceptions import RedisError
 from incidents.selectors import open_counts_by_severity
 from paging import state
 from paging.escalation import LATENESS_BUCKETS
+from triage import counters
 from triage.metrics import TIME_TO_ACKNOWLEDGE_BUCKETS
 
 logger = logging.getLogger(__name__)
@@ -101,9 +103,9 @@ def _from_redis() -> Iterator[Metric]:
 
 
 def _counter(key: str, name: str, documentation: str, labels: list[str]) -> CounterMetricFamily:
-    """A counter kept in Redis by ``state.count``; its fields are the label values joined by |."""
+    """A counter kept in Redis by ``counters.count``: one field per label set, joined by |."""
     counter = CounterMetricFamily(name, documentation, labels=labels)
-    for joined, value in state.read_metric(key).items():
+    for joined, value in counters.read_metric(key).items():
         counter.add_metric(joined.split("|"), value)
     return counter
 
@@ -111,7 +113,7 @@ def _counter(key: str, name: str, documentation: str, labels: list[str]) -> Coun
 def _histogram(
     key: str, name: str, documentation: str, bounds: tuple[float, ...]
 ) -> HistogramMetricFamily:
-    raw = state.read_metric(key)
+    raw = counters.read_metric(key)
     buckets = [(str(float(b)), raw.get(f"le:{b}", 0.0)) for b in bounds]
     buckets.append(("+Inf", raw.get("le:+Inf", 0.0)))
     histogram = HistogramMetricFamily(name, documentation)

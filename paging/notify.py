@@ -11,10 +11,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from incidents.models import Status
-from paging import escalation, state
+from paging import escalation
 from paging.messages import page_message
 from paging.models import ContactMethod, Page, PageStatus
-from triage import outbound
+from triage import counters, outbound
 from triage.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def deliver(page_id: int) -> str:
     if delivery.ok:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.SENT, sent_at=now)
         ContactMethod.objects.filter(pk=page.contact_method.pk).update(reach_verified_at=now)
-        state.count("pages", (page.channel, "sent"))
+        counters.count("pages", (page.channel, "sent"))
         escalation.page_sent(page, now=now)
         return "sent"
     error = page.error = delivery.reason
@@ -81,7 +81,7 @@ def deliver(page_id: int) -> str:
     final = page.attempt >= MAX_ATTEMPTS or error == outbound.REFUSED
     with transaction.atomic():
         Page.objects.filter(pk=page.pk).update(status=PageStatus.FAILED, error=error)
-        state.count("pages", (page.channel, "failed"))
+        counters.count("pages", (page.channel, "failed"))
         if not final:
             retry = Page.objects.create(
                 incident=incident,

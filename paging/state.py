@@ -15,8 +15,6 @@ Keys (all under the ``triage:paging:`` prefix):
     after its last write, and is deleted on resolve.
 ``heartbeat``  Unix time of the last completed escalation pass.
 ``once:<name>``  rate limits (the external heartbeat ping), expiring by themselves.
-``metrics:<name>``  hashes of counters and histogram buckets written by the
-    worker and read by /metrics (workers are not scraped themselves).
 
 When Redis is empty (flushed, restarted, replaced): nothing is lost.
 PostgreSQL holds each incident's level, step and next deadline; the worker
@@ -185,33 +183,6 @@ def once_per(name: str, seconds: int) -> bool:
 def heartbeat() -> float | None:
     value = client().get(HEARTBEAT)
     return float(value) if value else None
-
-
-# --- counters shared by all processes, read at scrape time -----------------
-
-
-def _metric_key(name: str) -> str:
-    return f"{PREFIX}metrics:{name}"
-
-
-def count(name: str, labels: tuple[str, ...], amount: float = 1) -> None:
-    client().hincrbyfloat(_metric_key(name), "|".join(labels), amount)
-
-
-def observe(name: str, value: float, buckets: Sequence[float]) -> None:
-    pipe = client().pipeline()
-    key = _metric_key(name)
-    for bound in buckets:
-        if value <= bound:
-            pipe.hincrbyfloat(key, f"le:{bound}", 1)
-    pipe.hincrbyfloat(key, "le:+Inf", 1)
-    pipe.hincrbyfloat(key, "sum", value)
-    pipe.execute()
-
-
-def read_metric(name: str) -> dict[str, float]:
-    raw: dict[bytes, bytes] = client().hgetall(_metric_key(name))  # type: ignore[assignment]
-    return {key.decode(): float(value) for key, value in raw.items()}
 
 
 def celery_queue_length(queue: str = "celery") -> int:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -198,3 +199,47 @@ def test_acting_from_outside_triage_says_where_on_the_timeline(alice: User, web:
     assert messages[EventKind.ACKNOWLEDGED] == "by alice from a notification"
     assert messages[EventKind.ESCALATED].endswith("by alice from Slack")
     assert messages[EventKind.RESOLVED] == "by alice from Mattermost"
+
+
+def test_only_an_acknowledged_incident_can_be_retriggered(alice: User) -> None:
+    incident = IncidentFactory()
+    with pytest.raises(DomainError, match="only an acknowledged incident"):
+        services.retrigger_incident(incident)
+    services.resolve_incident(incident, actor=alice)
+    events = kinds(incident)
+    with pytest.raises(DomainError, match="only an acknowledged incident"):
+        services.retrigger_incident(incident)
+    assert Incident.objects.get(pk=incident.pk).status == Status.RESOLVED
+    assert kinds(incident) == events
+    assert EventKind.RETRIGGERED not in events
+
+
+def test_a_retriggered_incident_pages_its_first_level_again(
+    alice: User,
+    web: Service,
+    django_capture_on_commit_callbacks: Any,
+    time_machine: TimeMachineFixture,
+) -> None:
+    contact(alice)
+    web.escalation_policy = policy_with_levels((5, [alice]), (5, [alice]))
+    web.ack_timeout_minutes = 30
+    web.save()
+    opened_at = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    time_machine.move_to(opened_at, tick=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        incident = IncidentFactory(service=web)
+    services.escalate_incident(incident, actor=alice)
+    acknowledged = services.acknowledge_incident(incident, actor=alice)
+    assert acknowledged.escalation_level == 2
+    assert acknowledged.next_escalation_at == opened_at + timedelta(minutes=30)
+
+    time_machine.shift(timedelta(minutes=30, seconds=2))
+    retriggered = services.retrigger_incident(incident)
+    assert retriggered.status == Status.TRIGGERED
+    assert (retriggered.acknowledged_at, retriggered.acknowledged_by) == (None, None)
+    assert (retriggered.escalation_level, retriggered.escalation_cycle) == (1, 0)
+    assert retriggered.next_escalation_at == timezone.now() + timedelta(minutes=5)
+    assert kinds(retriggered)[-3:] == [EventKind.RETRIGGERED, EventKind.ESCALATED, EventKind.PAGED]
+    event = retriggered.timeline.filter(kind=EventKind.ESCALATED).latest("pk")
+    assert event.data["reason"] == "ack_timeout"
+    assert event.data["lateness_seconds"] == 2.0

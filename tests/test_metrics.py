@@ -9,6 +9,7 @@ from django.test import Client
 from paging import state
 from tests.factories import IncidentFactory
 from tests.processes import BIN, ROOT, app_env
+from triage import counters
 
 
 @pytest.mark.django_db
@@ -46,9 +47,9 @@ def test_metrics_merge_every_worker_in_multiprocess_mode(
 def test_paging_figures_are_computed_at_scrape_time(client: Client, redis: Any) -> None:
     IncidentFactory(severity="critical")
     state.record_heartbeat(1_800_000_000.0)
-    state.count("pages", ("ntfy", "sent"))
-    state.count("pages", ("ntfy", "sent"))
-    state.observe("escalation_lateness", 0.3, (0.1, 0.5, 1))
+    counters.count("pages", ("ntfy", "sent"))
+    counters.count("pages", ("ntfy", "sent"))
+    counters.observe("escalation_lateness", 0.3, (0.1, 0.5, 1))
     body = client.get("/metrics").content.decode()
     assert 'triage_open_incidents{severity="critical"} 1.0' in body
     assert "triage_escalation_heartbeat_timestamp_seconds 1.8e+09" in body

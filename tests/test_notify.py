@@ -10,10 +10,11 @@ from redis import Redis
 
 from incidents import services
 from incidents.models import Service
-from paging import notify, state
+from paging import notify
 from paging.models import Page, PageStatus
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
 from tests.receiver import receiver
+from triage import counters
 
 # The receivers listen on 127.0.0.1, allowed here as staff would allow a LAN service.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("outbound_loopback")]
@@ -43,7 +44,7 @@ def test_a_page_is_delivered_and_recorded_once(web: Service, ana: User, redis: R
     assert len(inbox.messages) == 1
     assert inbox.messages[0]["title"] == f"[SEV1] #{page.incident_id} Checkout returns 502"
     assert f"/incidents/{page.incident_id}" in inbox.messages[0]["message"]
-    assert state.read_metric("pages") == {"json|sent": 1.0}
+    assert counters.read_metric("pages") == {"json|sent": 1.0}
 
 
 def test_a_failed_attempt_is_recorded_and_a_retry_is_queued_with_backoff(
@@ -62,7 +63,7 @@ def test_a_failed_attempt_is_recorded_and_a_retry_is_queued_with_backoff(
     assert page.status == PageStatus.FAILED
     assert page.error
     assert len(inbox.messages) == 1
-    assert state.read_metric("pages") == {"json|failed": 1.0, "json|sent": 1.0}
+    assert counters.read_metric("pages") == {"json|failed": 1.0, "json|sent": 1.0}
 
 
 def test_retries_stop_after_the_last_attempt(web: Service, ana: User, redis: Redis) -> None:

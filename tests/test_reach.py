@@ -30,6 +30,7 @@ from paging.models import (
 from paging.tasks import check_escalations, reconcile
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
 from tests.receiver import Receiver, receiver
+from triage import counters
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 REFUSING = "json://127.0.0.1:9/hook"  # nothing listens on the discard port
@@ -228,7 +229,7 @@ def test_the_last_level_reaching_nobody_flags_the_incident(
     contact(ana, url=REFUSING)
     web.escalation_policy = policy_with_levels((30, [ana]), (30, [bob]))
     web.save()
-    before = state.read_metric("nobody_reached").get("error", 0)
+    before = counters.read_metric("nobody_reached").get("error", 0)
     contact(alice, url=inbox.url)
     older_policy = policy_with_levels((30, [alice]))
     other = Service.objects.create(name="other", slug="other", escalation_policy=older_policy)
@@ -246,7 +247,7 @@ def test_the_last_level_reaching_nobody_flags_the_incident(
     assert (
         timeline.count("Nobody reached: level 2 is the last and nobody on it could be reached") == 1
     )
-    assert state.read_metric("nobody_reached")["error"] == before + 1
+    assert counters.read_metric("nobody_reached")["error"] == before + 1
     exported = {m.name: m for m in metrics.collect()}
     sample = exported["triage_incidents_nobody_reached"].samples[0]
     assert sample.labels == {"severity": "error"}

@@ -93,10 +93,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 
 # --- triage's own counters --------------------------------------------------
-# Kept in Redis (``paging.state.count``/``observe``) by whichever process does
-# the work, and exported at scrape time by ``paging.metrics``: the web, the
-# worker and management commands all open and acknowledge incidents, and only
-# the web is scraped. Every web pod exports the same totals, so dashboards and
-# rules combine them across pods with ``max``, not ``sum``.
+# Kept in Redis (``triage.counters``) by whichever process does the work, and
+# exported at scrape time by ``paging.metrics``.
 
 TIME_TO_ACKNOWLEDGE_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
