@@ -1,0 +1,21 @@
+"""What to paste into a sender for a key an import made: where to send, and the key."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+
+from integrations.keys import NewKey
+from integrations.models import Kind
+
+
+def sender_lines(new: NewKey) -> list[str]:
+    integration = new.integration
+    lines = [f"{integration.service.name} / {integration.name} ({integration.get_kind_display()})"]
+    if integration.kind == Kind.ALERTMANAGER:
+        url = settings.BASE_URL + reverse("integrations-alertmanager-key", args=["KEY"])
+        lines.append(f"webhook URL: {url.replace('KEY', new.raw)}")
+    else:
+        lines.append(f"Events API v2 URL: {settings.BASE_URL}{reverse('integrations-enqueue')}")
+        lines.append(f"routing key: {new.raw}")
+    return lines
