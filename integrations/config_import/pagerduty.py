@@ -232,7 +232,7 @@ def read(token: str, *, api_url: str = API_URL, now: datetime | None = None) -> 
     url = base_url(api_url)
     try:
         client = pagerduty.RestApiV2Client(token, base_url=url)
-    except pagerduty.Error as exc:
+    except pagerduty.UrlError as exc:
         raise ImportConfigError(f"PagerDuty API URL {url!r}: {exc}") from None
     client.sleep_timer = FIRST_RETRY_SECONDS
     client.retry[429] = RATE_LIMIT_ATTEMPTS
