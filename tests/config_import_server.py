@@ -42,6 +42,9 @@ class Api:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     page_size: int = 2  # the most a page holds, whatever the client asks
     throttle_once: set[str] = field(default_factory=set)  # paths answered 429 first
+    throttle_always: set[str] = field(default_factory=set)
+    retry_after: str = "1"
+    raw: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # path -> answer as is
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -95,7 +98,7 @@ def _handler(api_box: list[Api], flavour: str) -> type[BaseHTTPRequestHandler]:
                 api.requests.append(
                     {"path": url.path, "query": query, "headers": dict(self.headers.items())}
                 )
-                throttled = url.path in api.throttle_once
+                throttled = url.path in api.throttle_once | api.throttle_always
                 api.throttle_once.discard(url.path)
             if throttled:
                 reset = "ratelimit-reset" if flavour == "pagerduty" else "RateLimit-Reset"
@@ -105,8 +108,15 @@ def _handler(api_box: list[Api], flavour: str) -> type[BaseHTTPRequestHandler]:
                     {"detail": "Request was throttled."}
                     if flavour == "oncall"
                     else {"error": {"message": "Rate Limit Exceeded", "code": 2020}},
-                    {"Retry-After": "1", reset: "1"},
+                    {"Retry-After": api.retry_after, reset: api.retry_after},
                 )
+                return
+            if url.path in api.raw:
+                status, data = api.raw[url.path]
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
                 return
             if flavour == "oncall":
                 self._oncall(api, url.path, query)

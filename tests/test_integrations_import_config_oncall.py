@@ -448,7 +448,7 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(oncall: Api) -> None:
 
 
 def test_a_refused_token_imports_nothing(oncall: Api) -> None:
-    with pytest.raises(CommandError, match="refused the token.*Nothing was imported"):
+    with pytest.raises(CommandError, match=r"refused the token.*Nothing was imported"):
         run(oncall, token="wrong")
 
     assert set(counts().values()) == {0}
@@ -472,7 +472,9 @@ def test_a_url_that_is_not_an_api_url_is_refused(url: str, db: None) -> None:
 
 
 def test_an_unreachable_oncall_says_so(db: None) -> None:
-    with pytest.raises(CommandError, match="Cannot reach Grafana OnCall at http://127.0.0.1:9"):
+    with pytest.raises(
+        CommandError, match=re.escape("Cannot reach Grafana OnCall at http://127.0.0.1:9")
+    ):
         call_command(
             "import_config",
             "oncall",
@@ -482,3 +484,139 @@ def test_an_unreachable_oncall_says_so(db: None) -> None:
             TOKEN,
             stdout=StringIO(),
         )
+
+
+def test_shifts_and_steps_it_cannot_map_are_listed_and_the_rest_comes_over(
+    oncall: Api, people: dict[str, User]
+) -> None:
+    shifts = oncall.lists["on_call_shifts"]
+    base = {k: shifts[0][k] for k in ("schedule", "level", "by_month", "by_monthday", "team_id")}
+    shifts += [
+        {**base, "id": "ONOSTART", "name": "Broken", "type": "rolling_users", "duration": 60},
+        {
+            **base,
+            "id": "OWEIRD",
+            "name": "Weird",
+            "type": "weird",
+            "start": "2026-11-01T00:00:00",
+            "duration": 60,
+        },
+        {
+            **base,
+            "id": "OGONE",
+            "name": "Gone",
+            "type": "rolling_users",
+            "frequency": "daily",
+            "start": "2026-01-01T00:00:00",
+            "duration": 86400,
+            "until": "2026-02-01T00:00:00",
+            "rolling_users": [["U1"]],
+        },
+        {
+            **base,
+            "id": "OEMPTY",
+            "name": "Empty",
+            "type": "rolling_users",
+            "frequency": "daily",
+            "start": "2026-01-01T00:00:00",
+            "duration": 86400,
+            "rolling_users": [[]],
+        },
+        {
+            **base,
+            "id": "OHOURS",
+            "name": "Hours",
+            "type": "rolling_users",
+            "frequency": "hourly",
+            "interval": 4,
+            "start": "2026-11-23T00:00:00",
+            "duration": 14400,
+            "until": "2027-01-01T00:00:00",
+            "start_rotation_from_user_index": 1,
+            "rolling_users": [["U1"], ["U2"], ["U4"]],
+        },
+        {
+            **base,
+            "id": "OPAIR",
+            "name": "Pair",
+            "type": "recurrent_event",
+            "frequency": "weekly",
+            "start": "2026-11-02T00:00:00",
+            "duration": 604800,
+            "users": ["U1", "U2"],
+        },
+    ]
+    oncall.lists["schedules"][0]["ical_url_overrides"] = "https://calendar.example.com/o.ics"
+    oncall.lists["escalation_policies"] += [
+        {
+            "id": "E10",
+            "escalation_chain_id": "CNIGHT",
+            "position": 2,
+            "type": "wait",
+            "duration": 120,
+        },
+        {
+            "id": "E11",
+            "escalation_chain_id": "CNIGHT",
+            "position": 3,
+            "type": "wait",
+            "duration": 60,
+        },
+        {
+            "id": "E12",
+            "escalation_chain_id": "CNIGHT",
+            "position": 4,
+            "type": "notify_team_members",
+            "team_to_notify": "T1",
+        },
+    ]
+
+    out = run(oncall)
+
+    alice, bob, dave = people["alice"], people["bob"], people["dave"]
+    hours = Rotation.objects.get(name="Hours")
+    assert (hours.shift_unit, hours.shift_length) == ("hours", 4)
+    assert [m.user for m in hours.members.all()] == [bob, dave, alice]  # from index 1
+    pair = Rotation.objects.filter(name__startswith="Pair").order_by("name")
+    assert [[m.user for m in r.members.all()] for r in pair] == [[alice], [bob]]
+    assert not Rotation.objects.filter(name__in=["Gone", "Empty", "Weird", "Broken"]).exists()
+    assert EscalationPolicy.objects.get(name="Night").levels.get().delay_minutes == 3
+    for expected in (
+        "shift 'Broken' of schedule 'Primary': it has no start or duration",
+        "shift 'Weird' of schedule 'Primary': unknown shift type 'weird'",
+        "shift 'Empty' of schedule 'Primary': it has nobody in it",
+        "shift 'Hours' of schedule 'Primary': end: it ends 2027-01-01 00:00 UTC",
+        "schedule 'Primary': overrides calendar: iCal override calendars are not followed",
+        "OnCall teams are not imported",
+    ):
+        assert expected in out
+    assert "Gone" not in out  # over: nothing to bring, nothing to say
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"<html>Bad gateway</html>", "answer to /api/v1/users/ is not JSON"),
+        (b"[]", "answer to /api/v1/users/ is not JSON"),
+        (b'{"results": 5}', "answer to /api/v1/users/ has no list of results"),
+    ],
+)
+def test_an_answer_that_is_not_oncalls_stops_the_import(
+    oncall: Api, answer: bytes, message: str
+) -> None:
+    oncall.raw["/api/v1/users/"] = (200, answer)
+
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run(oncall)
+
+    assert set(counts().values()) == {0}
+
+
+def test_it_gives_up_when_oncall_keeps_throttling(oncall: Api) -> None:
+    oncall.throttle_always.add("/api/v1/users/")
+    oncall.retry_after = "0"
+
+    with pytest.raises(CommandError, match="HTTP 429 to /api/v1/users/"):
+        run(oncall)
+
+    assert len(oncall.seen("/api/v1/users/")) == 5

@@ -269,7 +269,8 @@ def test_a_pagerduty_account_comes_over_through_its_rest_client(
 
     keys = KEY.findall(out[out.index("New integration keys") :])
     assert {authenticate_key(key).name for key in keys} == {"Prometheus", "Nagios"}  # type: ignore[union-attr]
-    assert "routing key:" in out and "/integrations/v2/enqueue" in out
+    assert "routing key:" in out
+    assert "/integrations/v2/enqueue" in out
 
 
 def test_a_second_run_updates_instead_of_duplicating(pd: Api) -> None:
@@ -313,3 +314,33 @@ def test_the_api_url_must_be_https(db: None) -> None:
             "http://127.0.0.1:9",
             stdout=StringIO(),
         )
+
+
+def test_layers_and_targets_it_cannot_map_are_listed(pd: Api) -> None:
+    layers = pd.objects["/schedules/PSCHED1"]["schedule"]["schedule_layers"]
+    layers.append(
+        {**layers[0], "id": "PL90", "name": "Ninety", "rotation_turn_length_seconds": 5400}
+    )
+    layers.append({**layers[0], "id": "PLNONE", "name": "Nobody", "users": []})
+    layers.append({**layers[0], "id": "PLEND", "name": "Ending", "end": "2027-01-01T00:00:00Z"})
+    rules = pd.lists["/escalation_policies"][0]["escalation_rules"]
+    rules.append({"id": "PR3", "targets": [{"id": "PT1", "type": "team_reference"}]})
+
+    out = run(pd)
+
+    assert "layer 'Ninety' of schedule 'Ops': turns of 5400 s" in out
+    assert "layer 'Nobody' of schedule 'Ops': it has no start, turn length or users" in out
+    assert "layer 'Ending' of schedule 'Ops': end: it ends 2027-01-01 00:00 UTC" in out
+    assert "target PT1: team_reference targets are not imported" in out
+    assert "level 3 of policy 'Ops escalation': it would page nobody in triage" in out
+    assert Rotation.objects.filter(name="Ending").exists()
+
+
+def test_a_server_error_stops_the_import_and_writes_nothing(pd: Api) -> None:
+    pd.raw["/services"] = (500, b'{"error": {"message": "Internal error"}}')
+
+    with pytest.raises(CommandError, match="PagerDuty answered HTTP 500"):
+        run(pd)
+
+    assert not Schedule.objects.exists()
+    assert not EscalationPolicy.objects.exists()
