@@ -620,3 +620,29 @@ def test_it_gives_up_when_oncall_keeps_throttling(oncall: Api) -> None:
         run(oncall)
 
     assert len(oncall.seen("/api/v1/users/")) == 5
+
+
+def test_a_rerun_brings_back_what_was_deleted_in_triage_and_names_missing_links(
+    oncall: Api,
+) -> None:
+    run(oncall)
+    Schedule.objects.get(name="Legacy iCal").delete()
+    oncall.lists["schedules"][1]["time_zone"] = "Mars/Olympus_Mons"
+    oncall.lists["escalation_policies"][2]["notify_on_call_from_schedule"] = "SGONE"
+    oncall.lists["integrations"][2]["default_route"]["escalation_chain_id"] = "CGONE"
+    oncall.lists["users"][0]["email"] = "alice@elsewhere.example"  # alice has no account now
+    oncall.lists["on_call_shifts"][1]["rolling_users"] = [["U3"]]  # carol only
+
+    out = run(oncall)
+
+    assert "create  schedule 'Legacy iCal'" in out
+    assert not Override.objects.filter(schedule__name="Legacy iCal").exists()
+    assert Schedule.objects.get(name="Database").time_zone == "UTC"
+    assert "schedule 'Database': unknown time zone 'Mars/Olympus_Mons'; UTC is used" in out
+    assert "level 2 of policy 'Default': schedule SGONE: that schedule was not imported" in out
+    assert "level 1 of policy 'Default': it would page nobody in triage" in out
+    assert "service 'Custom webhook': escalation policy CGONE: that policy was not imported" in out
+    weekly = Rotation.objects.get(name="Weekly")
+    assert [m.user.username for m in weekly.members.all()] == ["bob"]
+    assert not Rotation.objects.filter(name__startswith="Business hours").exists()
+    assert "rotation 'Business hours' of schedule 'Primary': nobody in it is a triage user" in out

@@ -325,6 +325,7 @@ def test_layers_and_targets_it_cannot_map_are_listed(pd: Api) -> None:
     layers.append({**layers[0], "id": "PLEND", "name": "Ending", "end": "2027-01-01T00:00:00Z"})
     rules = pd.lists["/escalation_policies"][0]["escalation_rules"]
     rules.append({"id": "PR3", "targets": [{"id": "PT1", "type": "team_reference"}]})
+    rules.append({"id": "PR4", "escalation_delay_in_minutes": 5, "targets": [ref("user", "PU2")]})
 
     out = run(pd)
 
@@ -334,6 +335,10 @@ def test_layers_and_targets_it_cannot_map_are_listed(pd: Api) -> None:
     assert "target PT1: team_reference targets are not imported" in out
     assert "level 3 of policy 'Ops escalation': it would page nobody in triage" in out
     assert Rotation.objects.filter(name="Ending").exists()
+    # The level left out (no delay given: PagerDuty's 30 minutes) still
+    # passes before the next one.
+    policy = EscalationPolicy.objects.get(name="Ops escalation")
+    assert [level.delay_minutes for level in policy.levels.all()] == [10, 50, 5]
 
 
 def test_a_server_error_stops_the_import_and_writes_nothing(pd: Api) -> None:

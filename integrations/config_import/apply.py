@@ -268,17 +268,31 @@ class _Run:
         self.policies[plan.source_id] = policy
         prefix = f"{plan.source_id}#"
         kept: set[str] = set()
-        for level_plan in plan.levels:
-            if self._level(policy, prefix + str(len(kept)), level_plan, len(kept)):
-                kept.add(prefix + str(len(kept)))
+        previous: EscalationLevel | None = None
+        waited = 0  # minutes of levels left out since the last one kept
+        for number, level_plan in enumerate(plan.levels, 1):
+            key = prefix + str(len(kept))
+            level = self._level(policy, key, level_plan, number, len(kept))
+            if level is None:
+                waited += level_plan.delay_minutes
+                continue
+            if previous is not None and waited:
+                # The waits of the levels left out still pass before this one.
+                previous.delay_minutes += waited
+                previous.save(update_fields=["delay_minutes"])
+            kept.add(key)
+            previous, waited = level, 0
         self._remove_stale("level", prefix, kept, EscalationLevel)
         detail = f"{len(kept)} level(s)" + (
             f", repeats {plan.repeat_count} time(s)" if plan.repeat_count else ""
         )
         self.report.actions.append(Action(verb, "escalation policy", policy.name, detail))
 
-    def _level(self, policy: EscalationPolicy, key: str, plan: LevelPlan, position: int) -> bool:
-        where = f"level {position + 1} of policy {policy.name!r}"
+    def _level(
+        self, policy: EscalationPolicy, key: str, plan: LevelPlan, number: int, position: int
+    ) -> EscalationLevel | None:
+        """Level ``number`` of the old policy, as triage's level ``position``."""
+        where = f"level {number} of policy {policy.name!r}"
         users = self._people(plan.users, where)
         schedules = []
         for old_id in plan.schedules:
@@ -291,7 +305,7 @@ class _Run:
                 schedules.append(schedule)
         if not users and not schedules:
             self.report.skipped.append(Skipped(where, "it would page nobody in triage"))
-            return False
+            return None
         level = self._recorded("level", key, EscalationLevel) or EscalationLevel(policy=policy)
         level.position = position
         level.delay_minutes = max(1, plan.delay_minutes)
@@ -299,7 +313,7 @@ class _Run:
         level.users.set(users)
         level.schedules.set(schedules)
         self._record("level", key, level)
-        return True
+        return level
 
     # --- services ---------------------------------------------------------------
 
