@@ -5,6 +5,7 @@ its answers and throttles once."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from redis import Redis
 from time_machine import TimeMachineFixture
 
 from incidents.models import Service
+from integrations.config_import.http import policy_allowing
 from integrations.keys import authenticate_key
 from integrations.models import ImportSource, Integration, Kind
 from paging.models import EscalationLevel, EscalationPolicy, Override, Rotation, Schedule
@@ -646,3 +648,11 @@ def test_a_rerun_brings_back_what_was_deleted_in_triage_and_names_missing_links(
     assert [m.user.username for m in weekly.members.all()] == ["bob"]
     assert not Rotation.objects.filter(name__startswith="Business hours").exists()
     assert "rotation 'Business hours' of schedule 'Primary': nobody in it is a triage user" in out
+
+
+def test_the_outbound_allowance_is_the_named_host_only(db: None) -> None:
+    policy = policy_allowing("http://oncall.internal:8080/api/v1")
+
+    assert policy.allows("oncall.internal", ipaddress.ip_address("10.0.0.5"))
+    assert not policy.allows("redis.internal", ipaddress.ip_address("10.0.0.6"))
+    assert not policy.allows("169.254.169.254", ipaddress.ip_address("169.254.169.254"))
