@@ -20,7 +20,9 @@ from time_machine import TimeMachineFixture
 
 from incidents.models import Service
 from integrations.config_import.http import policy_allowing
-from integrations.keys import authenticate_key
+from integrations.config_import.oncall import GRAFANA_KIND
+from integrations.config_import.senders import sender_lines
+from integrations.keys import authenticate_key, create_integration
 from integrations.models import ImportSource, Integration, Kind
 from paging.models import EscalationLevel, EscalationPolicy, Override, Rotation, Schedule
 from paging.oncall import who_is_on_call
@@ -369,7 +371,7 @@ def test_an_oncall_setup_comes_over_in_one_command(oncall: Api, people: dict[str
     kinds = {i.service.name: i.kind for i in Integration.objects.select_related("service")}
     assert kinds == {
         "Prometheus": Kind.ALERTMANAGER,
-        "Grafana Alerting": Kind.ALERTMANAGER,
+        "Grafana Alerting": GRAFANA_KIND,
         "Custom webhook": Kind.EVENTS_V2,
     }
 
@@ -656,3 +658,12 @@ def test_the_outbound_allowance_is_the_named_host_only(db: None) -> None:
     assert policy.allows("oncall.internal", ipaddress.ip_address("10.0.0.5"))
     assert not policy.allows("redis.internal", ipaddress.ip_address("10.0.0.6"))
     assert not policy.allows("169.254.169.254", ipaddress.ip_address("169.254.169.254"))
+
+
+def test_a_new_key_of_another_kind_points_at_the_integrations_page(web: Service) -> None:
+    new = create_integration(service=web, kind=Kind.HEARTBEAT, name="Backups")
+
+    lines = sender_lines(new)
+
+    assert lines[0] == "Web shop / Backups (Heartbeat monitor)"
+    assert lines[1] == f"key: {new.raw} (where to send: http://localhost:8000/integrations)"

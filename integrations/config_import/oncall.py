@@ -47,14 +47,12 @@ ICAL_WEEKS = 4
 UNITS = {"hourly": (ShiftUnit.HOURS, 3600), "daily": (ShiftUnit.DAYS, 86400)}
 UNITS["weekly"] = (ShiftUnit.WEEKS, 7 * 86400)
 
-# OnCall integration types whose senders post Alertmanager's webhook body.
-ALERTMANAGER_TYPES = {
-    "alertmanager",
-    "legacy_alertmanager",
-    "grafana_alerting",
-    "legacy_grafana_alerting",
-    "grafana",
-}
+# OnCall integration types whose senders post Alertmanager's webhook body, and
+# Grafana's (Alertmanager's with "version": "1" and Grafana's fields), which
+# goes to triage's Grafana kind where there is one.
+ALERTMANAGER_TYPES = {"alertmanager", "legacy_alertmanager"}
+GRAFANA_TYPES = {"grafana_alerting", "legacy_grafana_alerting", "grafana"}
+GRAFANA_KIND = Kind("grafana") if "grafana" in Kind.values else Kind.ALERTMANAGER
 NO_SENDER_TYPES = {"direct_paging", "manual", "inbound_email", "email", "slack_channel"}
 
 STEP_REASONS = {
@@ -408,6 +406,8 @@ class _Reader:
         )
         if kind in ALERTMANAGER_TYPES:
             integration_kind = Kind.ALERTMANAGER
+        elif kind in GRAFANA_TYPES:
+            integration_kind = GRAFANA_KIND
         elif kind == "pagerduty":
             integration_kind = Kind.EVENTS_V2
         else:

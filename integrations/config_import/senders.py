@@ -15,7 +15,9 @@ def sender_lines(new: NewKey) -> list[str]:
     if integration.kind == Kind.ALERTMANAGER:
         url = settings.BASE_URL + reverse("integrations-alertmanager-key", args=["KEY"])
         lines.append(f"webhook URL: {url.replace('KEY', new.raw)}")
-    else:
+    elif integration.kind == Kind.EVENTS_V2:
         lines.append(f"Events API v2 URL: {settings.BASE_URL}{reverse('integrations-enqueue')}")
         lines.append(f"routing key: {new.raw}")
+    else:  # a kind this list does not know yet: the integrations page says where
+        lines.append(f"key: {new.raw} (where to send: {settings.BASE_URL}/integrations)")
     return lines
