@@ -262,3 +262,29 @@ class EmailSettings(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class ImportSource(models.Model):
+    """Which object an earlier ``import_config`` run made from which object of
+    the old system, so the next run updates it instead of making another.
+
+    ``object_id`` is the triage row of the model ``kind`` names (a schedule,
+    rotation, override, escalation policy, service or integration); no
+    foreign key, so one table serves every kind.
+    """
+
+    system = models.CharField(max_length=20)  # "oncall" or "pagerduty"
+    kind = models.CharField(max_length=20)
+    source_id = models.CharField(max_length=300)
+    object_id = models.PositiveBigIntegerField()
+    imported_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["system", "kind", "source_id"], name="import_source_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.system} {self.kind} {self.source_id} → #{self.object_id}"
