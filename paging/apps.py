@@ -10,6 +10,7 @@ class PagingConfig(AppConfig):
         from incidents import hooks
         from paging import metrics, tasks  # noqa: F401  (registers the tasks)
         from paging.hooks import PagingLifecycle, PagingPages
+        from triage.health import READINESS_REPORTS
         from triage.metrics import SCRAPE_COLLECTORS
 
         # incidents calls these inside its transactions and pages without
@@ -17,3 +18,4 @@ class PagingConfig(AppConfig):
         hooks.register(PagingLifecycle())
         hooks.register(PagingPages())
         SCRAPE_COLLECTORS.append(metrics.collect)
+        READINESS_REPORTS["escalation"] = metrics.escalation_heartbeat

@@ -8,8 +8,10 @@ The worker and beat are not scraped; what they count lives in Redis
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client.core import (
@@ -119,3 +121,13 @@ def _histogram(
     histogram = HistogramMetricFamily(name, documentation)
     histogram.add_metric([], buckets, sum_value=raw.get("sum", 0.0))
     return histogram
+
+
+def escalation_heartbeat() -> dict[str, object]:
+    """For /readyz: how long ago the escalation loop last completed a pass."""
+    last = state.heartbeat()
+    if last is None:
+        return {"ok": False, "detail": "no escalation pass recorded yet"}
+    age = round(time.time() - last, 1)
+    limit = max(30.0, settings.ESCALATION_CHECK_SECONDS * 10)
+    return {"ok": age <= limit, "heartbeat_age_seconds": age, "stale_after_seconds": limit}

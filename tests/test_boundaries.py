@@ -65,3 +65,19 @@ def late():
         "paging.escalation",
         "paging.tasks",
     }
+
+
+APPS = {"accounts", "incidents", "paging", "integrations", "postmortems", "chat"}
+
+
+def test_the_project_package_imports_no_app() -> None:
+    """``triage`` is the base every app builds on (outbound policy, JSON
+    bodies, counters, problem+json): apps register what it must know about
+    them (readiness reports, scrape-time metrics) from their ``ready()``."""
+    base = INCIDENTS.parent / "triage"
+    offenders = {
+        str(path.relative_to(base.parent)): sorted(found)
+        for path in sorted(base.rglob("*.py"))
+        if (found := {m for m in imported(path.read_text()) if m.split(".")[0] in APPS})
+    }
+    assert offenders == {}
