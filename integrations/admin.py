@@ -1,5 +1,6 @@
 """Back-office for integration keys: create (the key is shown once, with its
-configuration), rotate, revoke; the alerts tracked per incident, read-only."""
+configuration), rotate, revoke; the alerts tracked per incident and the
+change events per service, read-only."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils.safestring import SafeString
 
 from integrations.config import snippets
 from integrations.keys import NewKey, create_integration, revoke_integration, rotate_key
-from integrations.models import Alert, Integration
+from integrations.models import Alert, ChangeEvent, Integration
 
 EDITABLE = (
     "service",
@@ -120,3 +121,18 @@ class AlertAdmin(admin.ModelAdmin[Alert]):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # written by the webhook only
+
+
+@admin.register(ChangeEvent)
+class ChangeEventAdmin(admin.ModelAdmin[ChangeEvent]):
+    list_display = ("summary", "service", "source", "occurred_at", "received_at")
+    list_filter = ("service",)
+    search_fields = ("summary", "source")
+    list_select_related = ("service",)
+    date_hierarchy = "occurred_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # written by /v2/change/enqueue only; deleting is allowed
