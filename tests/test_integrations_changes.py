@@ -214,5 +214,22 @@ def test_a_long_summary_is_cut_like_a_trigger_s(client: Client, events: NewKey) 
     assert len(ChangeEvent.objects.get().summary) == 1024
 
 
+def test_staff_see_changes_in_the_admin_and_may_delete_them(
+    client: Client, events: NewKey, root: User
+) -> None:
+    send(client, change(events.raw, "Deployed web 2.4.1"))
+    recorded = ChangeEvent.objects.get()
+    assert str(recorded) == "Deployed web 2.4.1"
+    staff = Client()
+    staff.force_login(root)
+    listing = staff.get("/admin/integrations/changeevent/")
+    assert listing.status_code == 200
+    assert "Deployed web 2.4.1" in listing.content.decode()
+    assert staff.get("/admin/integrations/changeevent/add/").status_code == 403
+    deleted = staff.post(f"/admin/integrations/changeevent/{recorded.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not ChangeEvent.objects.exists()
+
+
 def test_only_post_is_allowed(client: Client) -> None:
     assert client.get("/v2/change/enqueue").status_code == 405
