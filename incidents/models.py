@@ -74,6 +74,7 @@ class Source(models.TextChoices):
     UI = "ui", "Web UI"
     API = "api", "API"
     ALERTMANAGER = "alertmanager", "Alertmanager"
+    GRAFANA = "grafana", "Grafana alerting"
     EVENTS_V2 = "events_v2", "Events API v2"
     HEARTBEAT = "heartbeat", "Heartbeat"
     REPORT = "report", "Problem report"

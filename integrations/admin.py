@@ -1,6 +1,6 @@
 """Back-office for integration keys: create (the key is shown once, with its
 configuration), rotate, revoke; email integrations' addresses and rules; the
-alerts tracked per incident, read-only."""
+alerts tracked per incident and the change events per service, read-only."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from integrations.config import snippets
 from integrations.email_routes import attach_email_settings
 from integrations.keys import NewKey, create_integration, revoke_integration, rotate_key
-from integrations.models import Alert, EmailSettings, Integration, Kind
+from integrations.models import Alert, ChangeEvent, EmailSettings, Integration, Kind
 
 EDITABLE = (
     "service",
@@ -172,3 +172,18 @@ class EmailSettingsAdmin(admin.ModelAdmin[EmailSettings]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke the integration instead
+
+
+@admin.register(ChangeEvent)
+class ChangeEventAdmin(admin.ModelAdmin[ChangeEvent]):
+    list_display = ("summary", "service", "source", "occurred_at", "received_at")
+    list_filter = ("service",)
+    search_fields = ("summary", "source")
+    list_select_related = ("service",)
+    date_hierarchy = "occurred_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # written by /v2/change/enqueue only; deleting is allowed

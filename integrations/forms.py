@@ -46,11 +46,11 @@ class IntegrationForm(forms.ModelForm[Integration]):
             "heartbeat_timeout_seconds",
         )
         labels = {
-            "grouping": "Alertmanager grouping",
+            "grouping": "Alertmanager / Grafana grouping",
             "heartbeat_timeout_seconds": "Heartbeat timeout (seconds)",
         }
         help_texts = {
-            "grouping": "Alertmanager only.",
+            "grouping": "Alertmanager and Grafana only.",
             "heartbeat_timeout_seconds": "Heartbeats only: no ping for this long opens an "
             "incident.",
         }

@@ -1,7 +1,7 @@
-"""The endpoints monitoring talks to: Alertmanager's webhook, the Events API
-v2 endpoint and heartbeat pings. Thin: authenticate the key, rate-limit,
-parse, call the service, answer. Every rejection happens before anything is
-written.
+"""The endpoints monitoring talks to: Alertmanager's and Grafana's webhooks,
+the Events API v2 endpoints (alerts and change events) and heartbeat pings.
+Thin: authenticate the key, rate-limit, parse, call the service, answer.
+Every rejection happens before anything is written.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from integrations import services
 from integrations.keys import authenticate_key
 from integrations.models import Grouping, Integration, Kind
-from integrations.payloads import parse_alertmanager, parse_event
+from integrations.payloads import parse_alertmanager, parse_change_event, parse_event
 from triage import ratelimit
 from triage.http import BadRequest, json_body, problem
 
@@ -61,11 +61,8 @@ def _throttled(integration: Integration) -> HttpResponse | None:
     return response
 
 
-@csrf_exempt
-@require_POST
-def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
-    """POST /integrations/alertmanager/<key> (or the key as a Bearer token)."""
-    integration = _authenticate(key or _bearer(request), Kind.ALERTMANAGER)
+def _webhook(request: HttpRequest, key: str, kind: Kind) -> HttpResponse:
+    integration = _authenticate(key or _bearer(request), kind)
     if isinstance(integration, HttpResponse):
         return integration
     throttled = _throttled(integration)
@@ -75,10 +72,15 @@ def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
         data = json_body(request)
     except BadRequest as exc:
         return exc.response()
-    notification = parse_alertmanager(data, need_group_key=integration.grouping == Grouping.GROUP)
+    notification = parse_alertmanager(
+        data,
+        need_group_key=integration.grouping == Grouping.GROUP,
+        grafana=kind == Kind.GRAFANA,
+    )
     if isinstance(notification, list):
         errors = {"body": notification}
-        return problem(400, "Invalid Alertmanager notification", "; ".join(notification), errors)
+        sender = "Grafana" if kind == Kind.GRAFANA else "Alertmanager"
+        return problem(400, f"Invalid {sender} notification", "; ".join(notification), errors)
     outcomes = services.ingest_alertmanager(integration, notification)
     return JsonResponse(
         {
@@ -91,6 +93,21 @@ def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
     )
 
 
+@csrf_exempt
+@require_POST
+def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
+    """POST /integrations/alertmanager/<key> (or the key as a Bearer token)."""
+    return _webhook(request, key, Kind.ALERTMANAGER)
+
+
+@csrf_exempt
+@require_http_methods(["POST", "PUT"])
+def grafana(request: HttpRequest, key: str = "") -> HttpResponse:
+    """POST (or PUT: Grafana's contact point lets you pick) /integrations/grafana/<key>,
+    or the key as a Bearer token."""
+    return _webhook(request, key, Kind.GRAFANA)
+
+
 def _invalid_event(
     status: int, errors: list[str], message: str = "Event object is invalid"
 ) -> HttpResponse:
@@ -98,18 +115,9 @@ def _invalid_event(
     return JsonResponse(body, status=status)
 
 
-@csrf_exempt
-@require_POST
-def enqueue(request: HttpRequest) -> HttpResponse:
-    """POST /v2/enqueue: PagerDuty's Events API v2, same responses."""
-    try:
-        data = json_body(request)
-    except BadRequest as exc:
-        return _invalid_event(exc.status, [exc.detail], exc.title)
-    event = parse_event(data)
-    if isinstance(event, list):
-        return _invalid_event(400, event)
-    integration = authenticate_key(event.routing_key)
+def _events_key(routing_key: str) -> Integration | HttpResponse:
+    """The Events API v2 integration of a routing key, within its rate limit."""
+    integration = authenticate_key(routing_key)
     if integration is None or integration.kind != Kind.EVENTS_V2:
         return _invalid_event(400, ["Invalid routing key"])
     verdict = _hit(integration)
@@ -124,11 +132,49 @@ def enqueue(request: HttpRequest) -> HttpResponse:
         )
         response["Retry-After"] = str(verdict.retry_after)
         return response
+    return integration
+
+
+@csrf_exempt
+@require_POST
+def enqueue(request: HttpRequest) -> HttpResponse:
+    """POST /v2/enqueue: PagerDuty's Events API v2, same responses."""
+    try:
+        data = json_body(request)
+    except BadRequest as exc:
+        return _invalid_event(exc.status, [exc.detail], exc.title)
+    event = parse_event(data)
+    if isinstance(event, list):
+        return _invalid_event(400, event)
+    integration = _events_key(event.routing_key)
+    if isinstance(integration, HttpResponse):
+        return integration
     outcome = services.ingest_event(integration, event)
     return JsonResponse(
         {"status": "success", "message": "Event processed", "dedup_key": outcome.dedup_key},
         status=202,
     )
+
+
+@csrf_exempt
+@require_POST
+def change_enqueue(request: HttpRequest) -> HttpResponse:
+    """POST /v2/change/enqueue: PagerDuty's change events, same responses.
+
+    An Events API v2 key takes both alert and change events, as in PagerDuty.
+    """
+    try:
+        data = json_body(request)
+    except BadRequest as exc:
+        return _invalid_event(exc.status, [exc.detail], exc.title)
+    change = parse_change_event(data)
+    if isinstance(change, list):
+        return _invalid_event(400, change)
+    integration = _events_key(change.routing_key)
+    if isinstance(integration, HttpResponse):
+        return integration
+    services.record_change(integration, change)
+    return JsonResponse({"status": "success", "message": "Change event processed"}, status=202)
 
 
 @csrf_exempt

@@ -73,6 +73,27 @@ def _incident(incident_id: int) -> Incident:
 
 IncidentId = Annotated[int, Field(ge=1, le=2**63 - 1, description="The incident's number.")]
 
+WRITE_TOOLS = ("acknowledge_incident", "escalate_incident", "add_note", "resolve_incident")
+WRITE_TOOLS_OFF = (
+    "{name} is a write tool, and write tools are disabled on this triage server. "
+    "Its operator enables them with MCP_WRITE_TOOLS=true (or `manage.py mcp --write-tools` "
+    "over stdio); over HTTP they also need an API token with the 'write' scope."
+)
+
+
+class _Server(MCPServer):
+    """Says why a write tool is missing when write tools are off, where the
+    SDK would only say "Unknown tool" (they are still not listed)."""
+
+    def __init__(self, *args: Any, write_tools: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_tools = write_tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        if name in WRITE_TOOLS and not self.write_tools:
+            raise ToolError(WRITE_TOOLS_OFF.format(name=name))
+        return await super().call_tool(name, arguments, context)
+
 
 # --- tool bodies (synchronous Django code) ----------------------------------
 
@@ -179,8 +200,9 @@ def build_server(
 
         return sync_to_async(body, thread_sensitive=True)
 
-    server = MCPServer(
+    server = _Server(
         "triage",
+        write_tools=write_tools,
         instructions=(
             "triage is an on-call and incident service. Use list_open_incidents to see what is "
             "broken now and who is paged, get_incident for an incident's timeline. Incident ids "

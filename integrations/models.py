@@ -22,6 +22,7 @@ from incidents.models import Incident, Service, Severity
 
 class Kind(models.TextChoices):
     ALERTMANAGER = "alertmanager", "Prometheus Alertmanager"
+    GRAFANA = "grafana", "Grafana alerting (webhook contact point)"
     EVENTS_V2 = "events_v2", "Events API v2 (PagerDuty-compatible)"
     HEARTBEAT = "heartbeat", "Heartbeat monitor"
     EMAIL = "email", "Email"
@@ -46,7 +47,7 @@ class Integration(models.Model):
     key_prefix = models.CharField(max_length=12)
     key_hash = models.CharField(max_length=64, unique=True)
 
-    # Alertmanager only.
+    # Alertmanager and Grafana (whose webhook is Alertmanager's, extended).
     grouping = models.CharField(max_length=12, choices=Grouping.choices, default=Grouping.GROUP)
     severity_label = models.CharField(
         max_length=100,
@@ -157,6 +158,9 @@ class Alert(models.Model):
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
     generator_url = models.TextField(blank=True, default="")
+    # Grafana's links for the alert (dashboard, panel, silence, image), http(s)
+    # URLs only: they are rendered as links on the incident page.
+    links = models.JSONField(default=dict, blank=True)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
 
@@ -288,3 +292,33 @@ class ImportSource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system} {self.kind} {self.source_id} → #{self.object_id}"
+
+
+class ChangeEvent(models.Model):
+    """A change to a service (a deploy, a config push) reported through
+    PagerDuty's Change Events API. Changes never page anyone; an incident shows
+    those to its service in the day before it opened, as PagerDuty does."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="changes")
+    integration = models.ForeignKey(
+        Integration, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    summary = models.CharField(max_length=1024)
+    source = models.CharField(max_length=255, blank=True, default="")
+    # When it happened: the sender's payload.timestamp, else when it arrived.
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    custom_details = models.JSONField(null=True, blank=True)
+    # [{"href": ..., "text": ...}] as sent; only http(s) ones are rendered as links.
+    links = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-occurred_at", "-pk"]
+        indexes: ClassVar = [
+            # "Recent changes" on an incident: one service, a time window
+            # (selectors.recent_changes).
+            models.Index(fields=["service", "occurred_at"], name="change_service_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return self.summary[:80]

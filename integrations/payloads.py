@@ -1,5 +1,7 @@
 """Parsing and validating what monitoring sends: Alertmanager webhook
-notifications (version 4) and PagerDuty Events API v2 events.
+notifications (version 4), Grafana alerting's webhook (Alertmanager's body,
+version 1, with Grafana's fields), PagerDuty Events API v2 events and change
+events.
 
 Parsers never raise on bad input: they return every problem they found as a
 readable message naming the field, so a sender learns all that is wrong at
@@ -13,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from incidents.models import Severity
 
@@ -104,6 +107,11 @@ class AmAlert:
     ends_at: datetime | None
     generator_url: str
     fingerprint: str
+    # Grafana only: its links (dashboard, panel, silence, image; http(s) only)
+    # and the query values that fired the alert.
+    links: dict[str, str] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+    value_string: str = ""
 
     @property
     def firing(self) -> bool:
@@ -125,6 +133,18 @@ class AmNotification:
     common_annotations: dict[str, str]
     external_url: str
     alerts: list[AmAlert] = field(default_factory=list)
+    grafana: GrafanaFields | None = None  # set for Grafana's webhook
+
+
+@dataclass(frozen=True)
+class GrafanaFields:
+    """Grafana's additions to the notification (its docs mark title, state and
+    message as to be deprecated; they are kept for the timeline only)."""
+
+    org_id: int | None
+    title: str
+    state: str
+    message: str
 
 
 def _fingerprint_of(labels: dict[str, str]) -> str:
@@ -134,7 +154,48 @@ def _fingerprint_of(labels: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _am_alert(errors: _Errors, raw: object, index: int) -> AmAlert | None:
+# Grafana's per-alert URL fields, and the names triage shows them under.
+GRAFANA_LINKS = {
+    "dashboardURL": "dashboard",
+    "panelURL": "panel",
+    "silenceURL": "silence",
+    "imageURL": "image",
+}
+
+
+def web_url(value: str) -> bool:
+    """An absolute http(s) URL: the only kind rendered as a link."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _grafana_extras(
+    errors: _Errors, raw: dict[str, Any], where: str
+) -> tuple[dict[str, str], dict[str, float], str]:
+    links: dict[str, str] = {}
+    for key, name in GRAFANA_LINKS.items():
+        url = errors.string(raw, key, f"{where}.{key}", required=False)
+        # Anything but an absolute http(s) URL (an unset root_url gives
+        # relative ones) is dropped rather than refused: the alert still counts.
+        if url and web_url(url):
+            links[name] = url
+    values = raw.get("values")
+    numbers: dict[str, float] = {}
+    if values is not None:  # Go writes a nil map as null
+        if not isinstance(values, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()
+        ):
+            errors.add(f"'{where}.values' must be an object of numbers")
+        else:
+            numbers = values
+    value_string = errors.string(raw, "valueString", f"{where}.valueString", required=False)
+    return links, numbers, value_string
+
+
+def _am_alert(errors: _Errors, raw: object, index: int, *, grafana: bool = False) -> AmAlert | None:
     where = f"alerts[{index}]"
     if not isinstance(raw, dict):
         errors.add(f"'{where}' must be an object")
@@ -151,6 +212,7 @@ def _am_alert(errors: _Errors, raw: object, index: int) -> AmAlert | None:
     fingerprint = errors.string(raw, "fingerprint", f"{where}.fingerprint", required=False)
     if len(fingerprint) > 64:
         errors.add(f"'{where}.fingerprint' is longer than 64 characters")
+    links, values, value_string = _grafana_extras(errors, raw, where) if grafana else ({}, {}, "")
     if len(errors.messages) > before:
         return None
     return AmAlert(
@@ -161,15 +223,58 @@ def _am_alert(errors: _Errors, raw: object, index: int) -> AmAlert | None:
         ends_at=ends_at,
         generator_url=generator_url,
         fingerprint=fingerprint or _fingerprint_of(labels),
+        links=links,
+        values=values,
+        value_string=value_string,
     )
 
 
-def parse_alertmanager(data: dict[str, Any], *, need_group_key: bool) -> AmNotification | list[str]:
-    """A webhook notification, or the list of what is wrong with it."""
-    errors = _Errors()
+def _version(errors: _Errors, data: dict[str, Any], *, grafana: bool) -> None:
     version = data.get("version")
-    if version is not None and version != "4":
+    if version is None:
+        return
+    if grafana and version != "1":
+        errors.add(
+            f"'version' {str(version)[:20]!r} is not Grafana's webhook (\"1\"); "
+            "Alertmanager sends to an Alertmanager integration"
+        )
+    elif not grafana and version == "1" and "orgId" in data:
+        errors.add(
+            'This is Grafana alerting\'s webhook (version "1"): create a Grafana integration '
+            "and send to /integrations/grafana"
+        )
+    elif not grafana and version != "4":
         errors.add(f"'version' {str(version)[:20]!r} is not supported (only \"4\")")
+
+
+def _grafana_fields(errors: _Errors, data: dict[str, Any]) -> GrafanaFields:
+    org_id = data.get("orgId")
+    if org_id is not None and (
+        not isinstance(org_id, int) or isinstance(org_id, bool) or not 0 <= org_id < 2**63
+    ):
+        errors.add("'orgId' must be a non-negative integer")
+        org_id = None
+    return GrafanaFields(
+        org_id=org_id,
+        title=errors.string(data, "title", "title", required=False),
+        state=errors.string(data, "state", "state", required=False),
+        message=errors.string(data, "message", "message", required=False),
+    )
+
+
+def parse_alertmanager(
+    data: dict[str, Any], *, need_group_key: bool, grafana: bool = False
+) -> AmNotification | list[str]:
+    """A webhook notification, or the list of what is wrong with it.
+
+    ``grafana``: Grafana alerting's webhook — Alertmanager's version 4 body
+    under version "1", with Grafana's fields (orgId, title, state, message;
+    per alert silenceURL, dashboardURL, panelURL, imageURL, values,
+    valueString).
+    """
+    errors = _Errors()
+    _version(errors, data, grafana=grafana)
+    extra = _grafana_fields(errors, data) if grafana else None
     status = errors.string(data, "status", "status", required=True)
     if status and status not in AM_STATUSES:
         errors.add(f"'status' must be firing or resolved, not {status[:40]!r}")
@@ -191,7 +296,7 @@ def parse_alertmanager(data: dict[str, Any], *, need_group_key: bool) -> AmNotif
         errors.add(f"'alerts' has more than {MAX_ALERTS} alerts")
     else:
         for index, raw in enumerate(raw_alerts):
-            alert = _am_alert(errors, raw, index)
+            alert = _am_alert(errors, raw, index, grafana=grafana)
             if alert is not None:
                 alerts.append(alert)
     if errors.messages:
@@ -206,6 +311,7 @@ def parse_alertmanager(data: dict[str, Any], *, need_group_key: bool) -> AmNotif
         common_annotations=common_annotations,
         external_url=external_url,
         alerts=alerts,
+        grafana=extra,
     )
 
 
@@ -312,4 +418,54 @@ def parse_event(data: dict[str, Any]) -> Event | list[str]:
         images=images,
         client=client,
         client_url=client_url,
+    )
+
+
+# --- Change events (Events API v2) ----------------------------------------------
+
+MAX_CHANGE_SOURCE = 255
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    routing_key: str
+    summary: str
+    source: str = ""
+    timestamp: datetime | None = None
+    custom_details: Any = None
+    links: list[dict[str, str]] = field(default_factory=list)
+
+
+def parse_change_event(data: dict[str, Any]) -> ChangeEvent | list[str]:
+    """A change event (POST /v2/change/enqueue), or what is wrong with it.
+
+    PagerDuty's rules: routing_key and payload.summary (at most 1024
+    characters; longer is cut) are required; payload.source, payload.timestamp,
+    payload.custom_details and links are optional. Images are accepted and
+    ignored, as PagerDuty's change events do not show them.
+    """
+    errors = _Errors()
+    routing_key = errors.string(data, "routing_key", "routing_key", required=True)
+    if routing_key and len(routing_key) != ROUTING_KEY_LENGTH:
+        errors.add("Length of 'routing_key' is incorrect (should be 32 characters)")
+    payload = data.get("payload")
+    if not isinstance(payload, dict):
+        errors.add("'payload' is missing or not an object")
+        payload = {}
+    summary = errors.string(payload, "summary", "payload.summary", required=True)
+    source = errors.string(payload, "source", "payload.source", required=False)
+    timestamp = errors.time(payload, "timestamp", "payload.timestamp")
+    details = payload.get("custom_details")
+    if details is not None and not isinstance(details, dict):
+        errors.add("'payload.custom_details' must be an object")
+    links = _objects(errors, data, "links", "href")
+    if errors.messages:
+        return errors.messages
+    return ChangeEvent(
+        routing_key=routing_key,
+        summary=summary[:MAX_SUMMARY],  # cut like a trigger's summary
+        source=source[:MAX_CHANGE_SOURCE],
+        timestamp=timestamp,
+        custom_details=details,
+        links=[{"href": link["href"], "text": link.get("text", "")} for link in links],
     )

@@ -117,8 +117,25 @@ class TimelineEventOut(Schema):
     at: datetime
 
 
+class ChangeLinkOut(Schema):
+    href: str
+    text: str
+
+
+class ChangeOut(Schema):
+    summary: str
+    source: str
+    at: datetime = Field(description="When it happened (the sender's timestamp, else arrival).")
+    custom_details: dict[str, Any] | None
+    links: list[ChangeLinkOut] = Field(description="The change's http(s) links.")
+
+
 class IncidentDetailOut(IncidentOut):
     timeline: list[TimelineEventOut]
+    recent_changes: list[ChangeOut] = Field(
+        description="Changes to the incident's service (change events) in the 24 hours "
+        "before it opened, newest first (at most 20)."
+    )
 
 
 class IncidentPage(Schema):

@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +22,8 @@ from django.urls import reverse
 from incidents.models import OPEN_STATUSES, SEVERITY_RANK, Incident, Service, TimelineEvent
 from incidents.selectors import timeline
 from incidents.serializers import event_json, incident_json
+from integrations.models import ChangeEvent
+from integrations.payloads import web_url
 from paging import oncall
 from paging.escalation import level_targets
 from paging.models import EscalationPolicy, Schedule
@@ -160,11 +162,50 @@ def incidents(query: IncidentQuery, *, limit: int = 50, cursor: str | None = Non
 
 
 def incident_with_timeline(pk: int) -> dict[str, Any]:
-    """One incident with its paging state and full timeline; raises Incident.DoesNotExist."""
+    """One incident with its paging state, full timeline and the recent changes
+    to its service; raises Incident.DoesNotExist."""
     incident = _base().select_related("opened_by").get(pk=pk)
     body = incident_out(incident, paging_summary([incident]).get(incident.pk))
     body["timeline"] = [event_json(event) for event in timeline(incident)]
+    body["recent_changes"] = [change_out(change) for change in recent_changes(incident)]
     return body
+
+
+# PagerDuty shows an incident the changes to its service in the 24 hours
+# before it opened.
+RECENT_CHANGES_WINDOW = timedelta(hours=24)
+RECENT_CHANGES_SHOWN = 20
+
+
+def recent_changes(incident: Incident) -> list[ChangeEvent]:
+    """Changes to the incident's service in the day before it opened, newest
+    first (index change_service_occurred)."""
+    return list(
+        ChangeEvent.objects.filter(
+            service_id=incident.service_id,
+            occurred_at__gte=incident.opened_at - RECENT_CHANGES_WINDOW,
+            occurred_at__lte=incident.opened_at,
+        ).order_by("-occurred_at", "-pk")[:RECENT_CHANGES_SHOWN]
+    )
+
+
+def change_links(change: ChangeEvent) -> list[dict[str, str]]:
+    """The change's links that are absolute http(s) URLs, with their text."""
+    return [
+        {"href": link["href"], "text": link.get("text") or link["href"]}
+        for link in change.links
+        if isinstance(link, dict) and isinstance(link.get("href"), str) and web_url(link["href"])
+    ]
+
+
+def change_out(change: ChangeEvent) -> dict[str, Any]:
+    return {
+        "summary": change.summary,
+        "source": change.source,
+        "at": change.occurred_at.isoformat(),
+        "custom_details": change.custom_details,
+        "links": change_links(change),
+    }
 
 
 def event_out(event: TimelineEvent) -> dict[str, Any]:

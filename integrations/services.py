@@ -1,11 +1,13 @@
 """What monitoring events do to incidents. Every change goes through
 ``incidents.services``; this module decides which change an event means.
 
-- Alertmanager: firing alerts open or join the incident of their group (or of
-  each alert, per the integration's grouping); every alert is tracked, and the
-  incident resolves once all of its alerts have resolved.
+- Alertmanager and Grafana alerting (the same webhook body): firing alerts open
+  or join the incident of their group (or of each alert, per the
+  integration's grouping); every alert is tracked, and the incident resolves
+  once all of its alerts have resolved.
 - Events API v2: PagerDuty's semantics — at most one open incident per dedup
   key; acknowledge/resolve for a key without an open incident are dropped.
+- Change events: recorded on the service, never an incident.
 - Heartbeats: a ping pushes the deadline on and resolves the heartbeat's
   incident; the periodic check opens one for each missed deadline.
 - Email: a message opens or joins the incident of its dedup key (the
@@ -41,8 +43,9 @@ from incidents.models import (
     Status,
 )
 from integrations.mail import Mail, dedup_text, is_resolution
-from integrations.models import Alert, AlertStatus, Grouping, Integration, Kind
+from integrations.models import Alert, AlertStatus, ChangeEvent, Grouping, Integration, Kind
 from integrations.payloads import AmAlert, AmNotification, Event, severity_from
+from integrations.payloads import ChangeEvent as ChangePayload
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +82,24 @@ def _open_incident_for_update(service: Service, dedup_key: str) -> Incident | No
 # --- Alertmanager ----------------------------------------------------------
 
 
-def _group_dedup_key(group_key: str) -> str:
+# Grafana's alerts for a rule that could not be evaluated: their alertname
+# replaces the rule's, which moves to the rulename label.
+GRAFANA_STATE_ALERTS = {"DatasourceNoData": "No data", "DatasourceError": "Query error"}
+
+
+def _sender(integration: Integration) -> str:
+    return "Grafana" if integration.kind == Kind.GRAFANA else "Alertmanager"
+
+
+def _group_dedup_key(integration: Integration, group_key: str) -> str:
     # groupKey strings grow with the route's matchers; a hash keeps the key short
     # and stable for the same group.
-    return "alertmanager:group:" + hashlib.sha256(group_key.encode()).hexdigest()[:40]
+    digest = hashlib.sha256(group_key.encode()).hexdigest()[:40]
+    return f"{integration.kind}:group:{digest}"
 
 
-def _alert_dedup_key(fingerprint: str) -> str:
-    return f"alertmanager:alert:{fingerprint}"
+def _alert_dedup_key(integration: Integration, fingerprint: str) -> str:
+    return f"{integration.kind}:alert:{fingerprint}"
 
 
 def _severity(integration: Integration, alerts: Iterable[AmAlert]) -> str:
@@ -99,6 +112,11 @@ def _severity(integration: Integration, alerts: Iterable[AmAlert]) -> str:
 
 
 def _title(alerts: list[AmAlert], common_annotations: dict[str, str]) -> str:
+    state = GRAFANA_STATE_ALERTS.get(alerts[0].labels.get("alertname", ""))
+    if state:
+        # The rule's own summary would describe the condition, not the missing data.
+        rule = alerts[0].labels.get("rulename") or alerts[0].annotations.get("summary")
+        return _one_line(f"{state}: {rule or 'a Grafana alert rule'}")
     summary = common_annotations.get("summary") or alerts[0].annotations.get("summary")
     return _one_line(summary or alerts[0].labels.get("alertname") or "Alertmanager alert")
 
@@ -119,17 +137,22 @@ def _details(
         lines.append(f"- {alert.name} {{{labels}}}" + (f": {summary}" if summary else ""))
         if alert.generator_url:
             lines.append(f"  source: {alert.generator_url}")
+        lines += [f"  {name}: {url}" for name, url in alert.links.items()]
+        if alert.values:
+            values = ", ".join(f"{k}={v:g}" for k, v in sorted(alert.values.items()))
+            lines.append(f"  values: {values}")
     if len(alerts) > 50:
         lines.append(f"- … and {len(alerts) - 50} more")
     if notification.external_url:
-        lines += ["", f"Alertmanager: {notification.external_url}"]
+        sender = "Grafana" if notification.grafana else "Alertmanager"
+        lines += ["", f"{sender}: {notification.external_url}"]
     return "\n".join(lines)
 
 
 def _event_data(notification: AmNotification, alerts: list[AmAlert]) -> dict[str, Any]:
     firing = [alert.name for alert in alerts if alert.firing]
     resolved = [alert.name for alert in alerts if not alert.firing]
-    return {
+    data: dict[str, Any] = {
         "receiver": notification.receiver,
         "status": notification.status,
         "firing": firing[:20],
@@ -138,6 +161,13 @@ def _event_data(notification: AmNotification, alerts: list[AmAlert]) -> dict[str
         "resolved_count": len(resolved),
         "truncated_alerts": notification.truncated_alerts,
     }
+    if notification.grafana:
+        data["grafana"] = {
+            "org_id": notification.grafana.org_id,
+            "state": notification.grafana.state,
+            "title": notification.grafana.title[:200],
+        }
+    return data
 
 
 def _track(
@@ -156,6 +186,7 @@ def _track(
                 starts_at=alert.starts_at,
                 ends_at=alert.ends_at,
                 generator_url=alert.generator_url,
+                links=alert.links,
                 first_seen_at=now,
                 last_seen_at=now,
             )
@@ -171,6 +202,7 @@ def _track(
             "starts_at",
             "ends_at",
             "generator_url",
+            "links",
             "last_seen_at",
         ],
     )
@@ -192,7 +224,7 @@ def _fire(
         title=_title(firing, common),
         severity=_severity(integration, firing),
         details=_details(firing, notification, common),
-        source=Source.ALERTMANAGER,
+        source=Source.GRAFANA if integration.kind == Kind.GRAFANA else Source.ALERTMANAGER,
         dedup_key=dedup_key,
         data=_event_data(notification, alerts),
         now=now,
@@ -217,7 +249,7 @@ def _clear(
     )
     if not still_firing:
         incident_services.resolve_incident(
-            incident, actor=None, now=now, message="All alerts resolved (Alertmanager)."
+            incident, actor=None, now=now, message=f"All alerts resolved ({_sender(integration)})."
         )
         return Outcome("resolved", dedup_key, incident.pk)
     names = ", ".join(sorted({labels.get("alertname", "?") for labels in still_firing}))
@@ -225,7 +257,7 @@ def _clear(
         incident,
         actor=None,
         now=now,
-        text=f"Alertmanager: {len(alerts)} alert(s) resolved; still firing: {names}.",
+        text=f"{_sender(integration)}: {len(alerts)} alert(s) resolved; still firing: {names}.",
     )
     return Outcome("updated", dedup_key, incident.pk)
 
@@ -233,15 +265,16 @@ def _clear(
 def ingest_alertmanager(
     integration: Integration, notification: AmNotification, *, now: datetime | None = None
 ) -> list[Outcome]:
-    """Apply one webhook notification. Returns what happened per incident."""
+    """Apply one webhook notification (Alertmanager's or Grafana's). Returns
+    what happened per incident."""
     now = now or timezone.now()
     if integration.grouping == Grouping.GROUP:
-        batches = [(_group_dedup_key(notification.group_key), notification.alerts)]
+        batches = [(_group_dedup_key(integration, notification.group_key), notification.alerts)]
     else:
         # Sorted, so concurrent deliveries lock incidents in the same order
         # and cannot deadlock each other.
         batches = [
-            (_alert_dedup_key(alert.fingerprint), [alert])
+            (_alert_dedup_key(integration, alert.fingerprint), [alert])
             for alert in sorted(notification.alerts, key=lambda alert: alert.fingerprint)
         ]
     outcomes: list[Outcome] = []
@@ -322,6 +355,26 @@ def ingest_event(integration: Integration, event: Event, *, now: datetime | None
             incident, actor=None, now=now, message="Resolved by an Events API v2 event."
         )
         return Outcome("resolved", dedup_key, incident.pk)
+
+
+# --- Change events -----------------------------------------------------------
+
+
+def record_change(
+    integration: Integration, change: ChangePayload, *, now: datetime | None = None
+) -> ChangeEvent:
+    """Keep a change event on the integration's service (one INSERT)."""
+    now = now or timezone.now()
+    return ChangeEvent.objects.create(
+        service=integration.service,
+        integration=integration,
+        summary=change.summary,
+        source=change.source,
+        occurred_at=change.timestamp or now,
+        received_at=now,
+        custom_details=change.custom_details,
+        links=change.links,
+    )
 
 
 # --- Heartbeats ------------------------------------------------------------

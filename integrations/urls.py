@@ -19,9 +19,17 @@ urlpatterns: list[URLPattern | URLResolver] = [
         ingest_views.alertmanager,
         name="integrations-alertmanager-key",
     ),
+    path("integrations/grafana", ingest_views.grafana, name="integrations-grafana"),
+    path("integrations/grafana/<str:key>", ingest_views.grafana, name="integrations-grafana-key"),
     path("integrations/v2/enqueue", ingest_views.enqueue, name="integrations-enqueue"),
-    # PagerDuty's own path, so senders that only let you change the host work too.
+    path(
+        "integrations/v2/change/enqueue",
+        ingest_views.change_enqueue,
+        name="integrations-change-enqueue",
+    ),
+    # PagerDuty's own paths, so senders that only let you change the host work too.
     path("v2/enqueue", ingest_views.enqueue, name="integrations-enqueue-pd"),
+    path("v2/change/enqueue", ingest_views.change_enqueue, name="integrations-change-enqueue-pd"),
     path("integrations/heartbeat/<str:key>", ingest_views.heartbeat, name="integrations-heartbeat"),
     path("v1/", api.urls),
     path("mcp", mcp_http.endpoint, name="mcp"),

@@ -11,6 +11,7 @@ from incidents.models import Service
 from integrations.keys import NewKey, create_integration
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
+GRAFANA_FIXTURES = Path(__file__).parent / "fixtures" / "grafana"
 
 
 def integration(service: Service, kind: str = "events_v2", **options: Any) -> NewKey:
@@ -22,6 +23,13 @@ def integration(service: Service, kind: str = "events_v2", **options: Any) -> Ne
 def recorded(name: str) -> dict[str, Any]:
     """A webhook body recorded from prometheus-alertmanager 0.25."""
     data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
+
+
+def grafana_body(name: str) -> dict[str, Any]:
+    """A Grafana alerting webhook body (version "1") in the shape Grafana's
+    webhook-notifier documentation gives, with Grafana's own fields."""
+    data: dict[str, Any] = json.loads((GRAFANA_FIXTURES / f"{name}.json").read_text())
     return data
 
 

@@ -61,7 +61,7 @@ def alertmanager(web: Service, redis: Redis) -> NewKey:
     return integration(web, "alertmanager")
 
 
-@pytest.mark.parametrize("path", ["/v2/enqueue", "/integrations/v2/enqueue"])
+@pytest.mark.parametrize("path", ["/v2/enqueue", "/integrations/v2/enqueue", "/v2/change/enqueue"])
 def test_a_bracket_bomb_is_a_400_in_pagerduty_shape(client: Client, path: str) -> None:
     response = post(client, path, "[" * 100_000 + "]" * 100_000)
 

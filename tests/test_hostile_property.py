@@ -35,7 +35,13 @@ from incidents.models import Incident, Service
 from integrations.keys import NewKey
 from postmortems.models import ActionItem, PostMortem
 from tests.factories import IncidentFactory, contact
-from tests.integration_factories import am_alert, am_notification, integration, trigger
+from tests.integration_factories import (
+    am_alert,
+    am_notification,
+    grafana_body,
+    integration,
+    trigger,
+)
 from tests.postmortem_factories import action_item, postmortem
 from tests.test_security import ACCESS
 from triage import jsonbody
@@ -167,6 +173,7 @@ class World:
     token: NewToken
     events: NewKey
     alertmanager: NewKey
+    grafana: NewKey
     heartbeat: NewKey
     incident: Incident
     post_mortem: PostMortem
@@ -192,6 +199,7 @@ def world(web: Service, redis: Redis, settings: Any) -> World:
         token=create_api_token(user=staff, name="fuzz", scope="write"),
         events=integration(web, "events_v2", **many),
         alertmanager=integration(web, "alertmanager", **many),
+        grafana=integration(web, "grafana", **many),
         heartbeat=integration(web, "heartbeat", **many),
         incident=IncidentFactory(service=web),
         post_mortem=pm,
@@ -262,6 +270,40 @@ AM_FIELDS: list[tuple[str | int, ...]] = [
 ]
 
 
+GRAFANA_FIELDS: list[tuple[str | int, ...]] = [
+    *AM_FIELDS,
+    ("orgId",),
+    ("title",),
+    ("state",),
+    ("message",),
+    ("alerts", 0, "values"),
+    ("alerts", 0, "values", "A"),
+    ("alerts", 0, "valueString"),
+    ("alerts", 0, "dashboardURL"),
+    ("alerts", 0, "panelURL"),
+    ("alerts", 0, "silenceURL"),
+    ("alerts", 0, "imageURL"),
+]
+CHANGE_FIELDS: list[tuple[str | int, ...]] = [
+    ("routing_key",),
+    ("payload",),
+    ("payload", "summary"),
+    ("payload", "source"),
+    ("payload", "timestamp"),
+    ("payload", "custom_details"),
+    ("links",),
+    ("links", 0, "href"),
+]
+
+
+def _change(w: World) -> dict[str, Any]:
+    return {
+        "routing_key": w.events.raw,
+        "payload": {"summary": "Deployed", "source": "ci", "custom_details": {"build": 1}},
+        "links": [{"href": "https://ci.example.org/1", "text": "Build 1"}],
+    }
+
+
 def _notification(w: World) -> dict[str, Any]:
     return am_notification(am_alert("fp1", instance="db1", summary="Disk full"))
 
@@ -289,6 +331,24 @@ JSON_ENDPOINTS: dict[str, JsonEndpoint] = {
         _notification,
         AM_FIELDS,
         True,
+    ),
+    "integrations/grafana/<str:key>": JsonEndpoint(
+        lambda w: (f"/integrations/grafana/{w.grafana.raw}", {}),
+        lambda w: grafana_body("01-firing-one-alert"),
+        GRAFANA_FIELDS,
+        True,
+    ),
+    "integrations/grafana": JsonEndpoint(
+        lambda w: ("/integrations/grafana", {"Authorization": f"Bearer {w.grafana.raw}"}),
+        lambda w: grafana_body("01-firing-one-alert"),
+        GRAFANA_FIELDS,
+        True,
+    ),
+    "v2/change/enqueue": JsonEndpoint(
+        lambda w: ("/v2/change/enqueue", {}), _change, CHANGE_FIELDS, True
+    ),
+    "integrations/v2/change/enqueue": JsonEndpoint(
+        lambda w: ("/integrations/v2/change/enqueue", {}), _change, CHANGE_FIELDS, True
     ),
     "integrations/alertmanager": JsonEndpoint(
         lambda w: ("/integrations/alertmanager", {"Authorization": f"Bearer {w.alertmanager.raw}"}),
@@ -471,6 +531,7 @@ PATH_PARAMETERS: list[Callable[[str], str]] = [
     lambda text: f"/oncall/people/{text}.ics",
     lambda text: f"/oncall/{text}.ics",
     lambda text: f"/integrations/alertmanager/{text}",
+    lambda text: f"/integrations/grafana/{text}",
     lambda text: f"/integrations/heartbeat/{text}",
     lambda text: f"/postmortems/1/sections/{text}",
     lambda text: f"/a/{text}",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -219,6 +221,58 @@ def test_a_read_token_cannot_use_write_tools_over_http(
     assert called.json()["result"]["isError"] is True
     incident.refresh_from_db()
     assert incident.status == Status.TRIGGERED
+
+
+def test_with_write_tools_off_a_write_tool_says_how_to_turn_them_on(
+    client: DjangoClient, alice: User, write_token: NewToken, incident: Incident
+) -> None:
+    with acting_as(Principal(user=alice, can_write=True)):
+        in_process = call(build_server(), "acknowledge_incident", {"incident_id": incident.pk})
+    over_http = rpc(
+        client,
+        write_token,
+        "tools/call",
+        {"name": "acknowledge_incident", "arguments": {"incident_id": incident.pk}},
+    ).json()["result"]
+    assert in_process.is_error
+    assert over_http["isError"] is True
+    for text in (in_process.content[0].text, over_http["content"][0]["text"]):
+        assert "Unknown tool" not in text
+        assert "write tools are disabled on this triage server" in text
+        assert "MCP_WRITE_TOOLS=true" in text
+        assert "--write-tools" in text
+    incident.refresh_from_db()
+    assert incident.status == Status.TRIGGERED
+    unknown = call(build_server(), "drop_database", {})
+    assert unknown.content[0].text == "Unknown tool: drop_database"
+
+
+def docs_client_example() -> str:
+    """The Python MCP client shown in docs/integrations.md, as printed there."""
+    text = (ROOT / "docs" / "integrations.md").read_text()
+    after = text.split("A client with the official Python SDK", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_documented_client_example_runs_against_triage(
+    live_server: LiveServer, read_token: NewToken, incident: Incident
+) -> None:
+    example = docs_client_example()
+    assert "f\"Bearer {os.environ['TRIAGE_TOKEN']}\"" in example
+    ran = subprocess.run(  # the docs' code, unchanged, as a user would run it
+        [sys.executable, "-c", example],
+        env={**os.environ, "TRIAGE_URL": live_server.url, "TRIAGE_TOKEN": read_token.raw},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    listed = ran.stdout.splitlines()
+    assert set(listed[0].removeprefix("tools: ").split(", ")) == READ_TOOLS
+    assert listed[1] == f"#{incident.number} critical Checkout returns 502"
 
 
 def test_get_is_not_offered_on_the_stateless_endpoint(client: DjangoClient) -> None:
