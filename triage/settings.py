@@ -233,6 +233,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")) or "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files served at the site's root by WhiteNoise, before any middleware that
+# reads the session: /favicon.ico, which browsers ask for on every page that
+# names no icon (the admin's, JSON, error pages).
+WHITENOISE_ROOT = BASE_DIR / "triage" / "webroot"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
