@@ -30,7 +30,8 @@ def test_the_favicon_is_served_at_the_root_and_named_by_every_page(
     for page in (client.get("/login"), alice_client.get("/")):
         html = page.content.decode()
         link = html.split('<link rel="icon" href="', 1)[1].split('"', 1)[0]
-        assert link.startswith("/static/favicon.") and link.endswith(".svg")
+        assert link.startswith("/static/favicon.")
+        assert link.endswith(".svg")
         svg = client.get(link)
         assert svg.status_code == 200
         assert svg["Content-Type"] == "image/svg+xml"
