@@ -162,7 +162,10 @@ def _render_new_form(request: HtmxHttpRequest, form: IncidentForm, *, status: in
 @login_required
 @require_GET
 def incident_new(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "incidents/new.html", {"new_form": _new_incident_form()})
+    # htmx asks for it from the dashboard, which keeps the person there; the
+    # page on its own submits plainly and so lands on the new incident.
+    context = {"new_form": _new_incident_form(), "inline": bool(request.htmx)}
+    return render(request, "incidents/new.html", context)
 
 
 def _get_incident(pk: int) -> Incident:

@@ -44,6 +44,8 @@ def export_filename(post_mortem: PostMortem) -> str:
 
 
 def format_duration(delta: timedelta) -> str:
+    """``1d 2h 5m``, ``1h 23m``, ``7m``; below a minute ``under a minute``
+    (not ``0m``)."""
     minutes = max(0, int(delta.total_seconds()) // 60)
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
@@ -51,7 +53,25 @@ def format_duration(delta: timedelta) -> str:
         return f"{days}d {hours}h {minutes}m"
     if hours:
         return f"{hours}h {minutes}m"
-    return f"{minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return "under a minute"
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.day} {moment:%b %Y}"  # 9 Nov 2026: no zero, no locale
+
+
+def format_span(start: datetime, end: datetime) -> str:
+    """When it happened, in TIME_ZONE: ``20:16–21:39 UTC, 29 Nov 2026`` within
+    a day, ``29 Nov 2026 23:50 – 30 Nov 2026 00:10 UTC`` across days. Each
+    time carries its own zone name when they differ (a DST change between)."""
+    start, end = local(start), local(end)
+    first, last = f"{start:%Z}", f"{end:%Z}"
+    if start.date() == end.date() and first == last:
+        return f"{start:%H:%M}–{end:%H:%M} {last}, {_day(start)}"
+    left = f"{_day(start)} {start:%H:%M}" + ("" if first == last else f" {first}")
+    return f"{left} – {_day(end)} {end:%H:%M} {last}"
 
 
 def _commit_cell(item: ActionItem) -> str:
@@ -108,8 +128,7 @@ def _facts(post_mortem: PostMortem, *, public: bool) -> list[str]:
     severity = Severity(post_mortem.severity)
     facts = [
         f"- **Date:** {started:%Y-%m-%d}",
-        f"- **Duration:** {format_duration(post_mortem.duration)} "
-        f"({started:%Y-%m-%d %H:%M} to {ended:%Y-%m-%d %H:%M} {started:%Z})",
+        f"- **Duration:** {format_duration(post_mortem.duration)} ({format_span(started, ended)})",
         f"- **Severity:** {severity.label} ({severity.value})",
         f"- **Affected services:** {escape_line(post_mortem.affected_services)}",
     ]

@@ -2,7 +2,8 @@
 
 Facts are copied (start, end, severity, service); the story is the incident's
 timeline as a Markdown list; the parts only people can write (summary,
-impact, root cause, lessons) are placeholders in italics.
+impact, root cause, lessons) start empty: the editor shows what to write in
+each as its placeholder.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ from django.utils.text import slugify
 from incidents.models import Incident, TimelineEvent
 from postmortems.document import local
 
-SUMMARY_PLACEHOLDER = "_What happened, in two or three sentences._"
-IMPACT_PLACEHOLDER = (
-    "_Who was affected and how: which users or systems, what they saw, for how long._"
+# What drafts before this release stored in the sections people write
+# (italic placeholder text that had to be deleted). New drafts leave those
+# sections empty and the editor shows its hints as HTML placeholders
+# (postmortems.sections.PLACEHOLDERS); lines of this old text still count as
+# not written when publishing.
+FORMER_PLACEHOLDER_LINES = frozenset(
+    {
+        "_What happened, in two or three sentences._",
+        "_Who was affected and how: which users or systems, what they saw, for how long._",
+        "_What failed first?_",
+        "_Why did that failure reach users?_",
+        "_Why did nothing catch it sooner?_",
+        "_What went well:_ …",
+        "_What went wrong:_ …",
+        "_Where we got lucky:_ …",
+    }
 )
-ROOT_CAUSE_PLACEHOLDER = [
-    "_What failed first?_",
-    "_Why did that failure reach users?_",
-    "_Why did nothing catch it sooner?_",
-]
-LESSONS_PLACEHOLDER = "_What went well:_ …\n\n_What went wrong:_ …\n\n_Where we got lucky:_ …"
 SLUG_LENGTH = 60
 
 
@@ -72,9 +80,9 @@ def draft_fields(incident: Incident, events: Iterable[TimelineEvent]) -> dict[st
         "severity": incident.severity,
         # The public name when there is one: this fact is published.
         "affected_services": incident.service.public_name or incident.service.name,
-        "summary": SUMMARY_PLACEHOLDER,
-        "impact": IMPACT_PLACEHOLDER,
+        "summary": "",
+        "impact": "",
         "timeline": timeline_markdown(incident, events),
-        "root_cause_chain": list(ROOT_CAUSE_PLACEHOLDER),
-        "lessons": LESSONS_PLACEHOLDER,
+        "root_cause_chain": [],
+        "lessons": "",
     }

@@ -10,6 +10,7 @@ from django import forms
 from django.utils.safestring import SafeString
 
 from postmortems import document
+from postmortems.drafting import FORMER_PLACEHOLDER_LINES
 from postmortems.forms import HeaderForm, RootCauseForm, TextSectionForm
 from postmortems.models import PostMortem
 from postmortems.rendering import markdown_html
@@ -24,6 +25,16 @@ HEADINGS = {
 }
 TEXT_FIELDS = {"summary", "impact", "timeline", "lessons"}
 ORDER = tuple(HEADINGS)
+# What to write in each section people write, shown in its empty editor
+# (never stored); the sections publishing warns about when left unwritten.
+PLACEHOLDERS = {
+    "summary": "What happened, in two or three sentences.",
+    "impact": "Who was affected and how: which users or systems, what they saw, for how long.",
+    "root-cause": (
+        "What failed first?\nWhy did that failure reach users?\nWhy did nothing catch it sooner?"
+    ),
+    "lessons": "What went well: …\nWhat went wrong: …\nWhere we got lucky: …",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,35 @@ class Section:
     heading: str
     html: SafeString
     form: forms.Form | None = None  # set while the section is being edited
+
+
+def _without_placeholders(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.strip() not in FORMER_PLACEHOLDER_LINES]
+
+
+def _text(post_mortem: PostMortem, name: str) -> str:
+    """A section's text as the editor starts from it: placeholder text an
+    older draft stored is left out, so the HTML placeholder shows instead."""
+    if name == "root-cause":
+        return "\n".join(_without_placeholders(list(post_mortem.root_cause_chain)))
+    text = str(getattr(post_mortem, name))
+    return "\n".join(_without_placeholders(text.splitlines())).strip()
+
+
+def unwritten(post_mortem: PostMortem) -> list[str]:
+    """The headings of the sections people write that are empty or still
+    hold placeholder text, in page order."""
+    left = []
+    for name in PLACEHOLDERS:
+        lines = (
+            list(post_mortem.root_cause_chain)
+            if name == "root-cause"
+            else str(getattr(post_mortem, name)).splitlines()
+        )
+        written = [line for line in lines if line.strip()]
+        if not written or len(_without_placeholders(written)) < len(written):
+            left.append(HEADINGS[name])
+    return left
 
 
 def form_for(post_mortem: PostMortem, name: str, data: Any = None) -> forms.Form:
@@ -43,10 +83,15 @@ def form_for(post_mortem: PostMortem, name: str, data: Any = None) -> forms.Form
             "owner": owner,
         }
         return HeaderForm(data, initial=initial, prefix=name)
+    form: forms.Form
     if name == "root-cause":
-        initial = {"steps": "\n".join(post_mortem.root_cause_chain)}
-        return RootCauseForm(data, initial=initial, prefix=name)
-    return TextSectionForm(data, initial={"text": getattr(post_mortem, name)}, prefix=name)
+        form = RootCauseForm(data, initial={"steps": _text(post_mortem, name)}, prefix=name)
+    else:
+        form = TextSectionForm(data, initial={"text": _text(post_mortem, name)}, prefix=name)
+    if name in PLACEHOLDERS:
+        [field] = form.fields.values()
+        field.widget.attrs["placeholder"] = PLACEHOLDERS[name]
+    return form
 
 
 def changes_from(name: str, cleaned: dict[str, Any]) -> dict[str, Any]:

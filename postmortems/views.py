@@ -53,24 +53,34 @@ def followup_html(items: list[ActionItem]) -> str:
     return markdown_html(table)
 
 
-def editor_context(
-    post_mortem: PostMortem, *, editing: str = "", user: Any = None, **extra: Any
-) -> dict[str, Any]:
-    items = selectors.action_items(post_mortem)
+def status_context(post_mortem: PostMortem, user: Any) -> dict[str, Any]:
+    """What the status bar shows: the next steps, and the sections still
+    unwritten (publishing warns about them and asks to confirm)."""
     return {
         "pm": post_mortem,
-        "severity": Severity(post_mortem.severity),
-        "duration": document.format_duration(post_mortem.duration),
-        "sections": sections.all_sections(post_mortem, editing),
-        "items": items,
-        "item_form": ActionItemForm(auto_id="new-item-%s"),
-        "followups": followup_html(items),
         "next_statuses": [
             PostMortemStatus(s)
             for s in PostMortemStatus.values
             if s in TRANSITIONS[post_mortem.status]
         ],
         "may_publish": services.may_publish(user),
+        "unwritten": sections.unwritten(post_mortem),
+    }
+
+
+def editor_context(
+    post_mortem: PostMortem, *, editing: str = "", user: Any = None, **extra: Any
+) -> dict[str, Any]:
+    items = selectors.action_items(post_mortem)
+    return {
+        **status_context(post_mortem, user),
+        "severity": Severity(post_mortem.severity),
+        "duration": document.format_duration(post_mortem.duration),
+        "span": document.format_span(post_mortem.started_at, post_mortem.ended_at),
+        "sections": sections.all_sections(post_mortem, editing),
+        "items": items,
+        "item_form": ActionItemForm(auto_id="new-item-%s"),
+        "followups": followup_html(items),
         **extra,
     }
 
@@ -166,7 +176,15 @@ def section(request: HtmxHttpRequest, pk: int, name: str) -> HttpResponse:
     )
     post_mortem = get_postmortem(pk)
     if request.htmx:
-        return _render_section(request, post_mortem, name, None)
+        response = _render_section(request, post_mortem, name, None)
+        # The status bar too (out of band): what it says is still unwritten.
+        bar = render(
+            request,
+            "postmortems/detail.html#status-bar",
+            {**status_context(post_mortem, request.user), "oob": True},
+        )
+        response.content += bar.content
+        return response
     return redirect(f"{post_mortem.get_absolute_url()}#section-{name}")
 
 
@@ -182,6 +200,7 @@ def _render_section(
         "pm": post_mortem,
         "severity": Severity(post_mortem.severity),
         "duration": document.format_duration(post_mortem.duration),
+        "span": document.format_span(post_mortem.started_at, post_mortem.ended_at),
         "section": sections.section(post_mortem, name, form),
     }
     return render(request, "postmortems/detail.html#section", context, status=status)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -22,6 +23,7 @@ from tests.factories import (
     contact,
     policy_with_levels,
 )
+from tests.postmortem_factories import postmortem
 from tests.processes import BIN, app_env, celery_worker, wait_for
 from tests.test_reach_processes import logged
 
@@ -257,3 +259,74 @@ def test_nobody_reached_shows_within_one_refresh_and_level_2_was_paged_at_once(
     expect(timeline).to_contain_text("Escalated to level 2 (nobody at level 1 could be reached)")
     expect(timeline).to_contain_text("Could not reach bob: no contact method")
     expect(page.locator("#incident-body header")).to_contain_text("nobody reached")
+
+
+def test_the_new_incident_page_lands_on_the_opened_incident(page: Page, live_server: Any) -> None:
+    base = live_server.url
+    ServiceFactory(name="Web shop", slug="web")
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    log_in(page, base)
+
+    page.get_by_role("link", name="New incident").click()
+    expect(page).to_have_url(f"{base}/incidents/new")
+    page.wait_for_function("typeof htmx === 'object'")
+    page.get_by_label("Title").fill("Search is slow")
+    page.get_by_label("Service").select_option("web")
+    page.get_by_role("button", name="Open incident").click()
+    incident = Incident.objects.get(title="Search is slow")
+    expect(page).to_have_url(f"{base}/incidents/{incident.pk}")
+    expect(page.get_by_role("heading", name="Search is slow")).to_be_visible()
+    assert missing == []  # the favicon included
+
+
+def test_publishing_with_unwritten_sections_asks_first(page: Page, live_server: Any) -> None:
+    base = live_server.url
+    pm = postmortem()
+    log_in(page, base)
+    carol = User.objects.get(username="carol")
+    carol.user_permissions.add(Permission.objects.get(codename="publish_postmortem"))
+    page.goto(f"{base}/postmortems/{pm.pk}")
+    page.wait_for_function("typeof htmx === 'object'")
+    status = page.locator("#pm-status")
+    expect(status).to_contain_text(
+        "Not written yet: Summary, Impact, Root cause chain, Lessons learned."
+    )
+
+    # The hint is a placeholder: the text box is empty, ready to type in.
+    page.locator("#section-summary").get_by_role("link", name="Edit").click()
+    summary = page.locator("#section-summary textarea")
+    expect(summary).to_have_attribute("placeholder", "What happened, in two or three sentences.")
+    expect(summary).to_have_value("")
+    settled(page)
+    summary.fill("The NFS server hung.")
+    page.locator("#section-summary").get_by_role("button", name="Save").click()
+    expect(page.locator("#section-summary")).to_contain_text("The NFS server hung.")
+    expect(status).to_contain_text("Not written yet: Impact, Root cause chain, Lessons learned.")
+    settled(page)
+
+    # Publishing asks first; saying no changes nothing.
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    status.get_by_role("button", name="Publish").click()
+    for _ in range(100):  # Playwright hands the dialog over while it waits
+        if asked:
+            break
+        page.wait_for_timeout(50)
+    expect(status).to_contain_text("Draft")
+    assert len(asked) == 1
+    assert asked[0].startswith("Not written yet: Impact, Root cause chain")
+    pm.refresh_from_db()
+    assert pm.status == "draft"
+
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    status.get_by_role("button", name="Publish").click()
+    expect(status).to_contain_text("Published")
+    assert len(asked) == 2
+    pm.refresh_from_db()
+    assert pm.status == "published"

@@ -389,6 +389,7 @@ def test_the_ingress_routes_every_page_but_not_metrics(production_docs: list[Man
     pages = [concrete(route) for route in routes() if route != "metrics"]
     assert [page for page in pages if not routed(ingress, page)] == []
     assert routed(ingress, "/static/triage.css")
+    assert routed(ingress, "/favicon.ico")  # served by WhiteNoise, not a URL route
     for path in ("/metrics", "/metrics/", "/metrics/x"):
         assert not routed(ingress, path)
     # Traefik matches Prefix paths as plain string prefixes: none may start /metrics.

@@ -58,11 +58,9 @@ def test_health_endpoints_reject_writes(client: Client) -> None:
 def own_redis(tmp_path: Path, settings: Any) -> Iterator[EmbeddedRedis]:
     """A Redis server of this test's own, which the test may stop and start."""
     server = EmbeddedRedis(tmp_path / "redis")
+    # Every cache alias (the sessions' too) on that server.
     settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": server.url,
-        }
+        alias: {**config, "LOCATION": server.url} for alias, config in settings.CACHES.items()
     }
     yield server
     server.stop()

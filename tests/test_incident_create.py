@@ -253,6 +253,25 @@ def test_the_htmx_form_answers_with_a_fresh_form_and_a_refresh_event(
     assert b"<html" not in response.content
 
 
+def test_the_new_incident_page_opens_the_incident_and_goes_to_it(
+    alice_client: Client, web: Service
+) -> None:
+    """On its own page the form submits plainly, so opening an incident lands
+    on that incident instead of a blank form; the dashboard, which loads the
+    same form with htmx, keeps it inline."""
+    page = alice_client.get("/incidents/new").content.decode()
+    form = page.split('<form id="new-incident"', 1)[1].split(">", 1)[0]
+    assert 'method="post"' in form
+    assert "hx-post" not in form
+    inline = alice_client.get("/incidents/new", headers={"HX-Request": "true"}).content.decode()
+    assert 'hx-post="/incidents"' in inline.split('<form id="new-incident"', 1)[1].split(">", 1)[0]
+
+    response = alice_client.post("/incidents", {**GOOD, "idempotency_key": "page-1"}, follow=True)
+    incident = Incident.objects.get()
+    assert response.redirect_chain == [(f"/incidents/{incident.pk}", 302)]
+    assert incident.title in response.content.decode()
+
+
 def test_the_form_needs_a_csrf_token(alice: Any, web: Service) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)

@@ -62,8 +62,9 @@ def test_paging_figures_are_computed_at_scrape_time(client: Client, redis: Any) 
 def test_a_scrape_during_a_redis_outage_still_answers(
     client: Client, settings: Any, db: None
 ) -> None:
-    settings.CACHES = {
-        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
+    settings.CACHES = {  # every alias, the sessions' too
+        alias: {**config, "LOCATION": "redis://127.0.0.1:1/0"}
+        for alias, config in settings.CACHES.items()
     }
     response = client.get("/metrics")
     assert response.status_code == 200

@@ -259,6 +259,73 @@ def test_publishing_from_the_status_bar_notes_the_incident(
     assert alice_client.post(url, {"status": "gone"}, headers=HTMX).status_code == 422
 
 
+def test_the_sections_to_write_start_empty_with_placeholders(alice_client: Client) -> None:
+    pm = postmortem()
+    for name, field, hint in [
+        ("summary", "summary-text", "What happened, in two or three sentences."),
+        ("impact", "impact-text", "Who was affected and how"),
+        ("root-cause", "root-cause-steps", "What failed first?"),
+        ("lessons", "lessons-text", "What went well: …"),
+    ]:
+        form = alice_client.get(f"/postmortems/{pm.pk}/sections/{name}?edit=1", headers=HTMX)
+        textarea = form.content.decode().split(f'name="{field}"', 1)[1].split("</textarea>")[0]
+        assert f'placeholder="{hint}' in textarea, name
+        assert textarea.endswith(">\n"), f"{name} is not empty: {textarea!r}"  # Django's newline
+
+
+def test_placeholder_text_an_older_draft_stored_becomes_a_placeholder(
+    alice_client: Client,
+) -> None:
+    pm = postmortem()
+    PostMortem.objects.filter(pk=pm.pk).update(
+        summary="_What happened, in two or three sentences._",
+        root_cause_chain=["The disk filled up", "_Why did that failure reach users?_"],
+        lessons="We rolled back fast.\n\n_What went wrong:_ …",
+    )
+    url = f"/postmortems/{pm.pk}/sections"
+    summary = alice_client.get(f"{url}/summary?edit=1", headers=HTMX).content.decode()
+    assert 'placeholder="What happened' in summary
+    assert "_What happened" not in summary
+    chain = alice_client.get(f"{url}/root-cause?edit=1", headers=HTMX).content.decode()
+    assert "The disk filled up</textarea>" in chain
+    assert "_Why did" not in chain
+    lessons = alice_client.get(f"{url}/lessons?edit=1", headers=HTMX).content.decode()
+    assert "We rolled back fast.</textarea>" in lessons
+
+
+def test_publishing_warns_about_unwritten_sections_and_asks_to_confirm(
+    alice_client: Client, alice: User
+) -> None:
+    alice.user_permissions.add(Permission.objects.get(codename="publish_postmortem"))
+    pm = postmortem()
+    everything = "Summary, Impact, Root cause chain, Lessons learned"
+    page = alice_client.get(f"/postmortems/{pm.pk}").content.decode()
+    assert f"Not written yet: {everything}." in page
+    assert f'hx-confirm="Not written yet: {everything}. Publish anyway?' in page
+
+    # Saving a section updates the warning in the status bar (out of band).
+    url = f"/postmortems/{pm.pk}/sections"
+    saved = alice_client.post(f"{url}/summary", {"summary-text": "NFS hung."}, headers=HTMX)
+    bar = saved.content.decode().split('<div id="pm-status"', 1)[1]
+    assert bar.startswith(' class="pm-status" hx-swap-oob="true">')
+    assert "Not written yet: Impact, Root cause chain, Lessons learned." in bar
+
+    # Placeholder text left from an older draft counts as unwritten.
+    alice_client.post(f"{url}/impact", {"impact-text": "Checkout down."}, headers=HTMX)
+    alice_client.post(f"{url}/root-cause", {"root-cause-steps": "Disk full"}, headers=HTMX)
+    PostMortem.objects.filter(pk=pm.pk).update(lessons="_What went well:_ …")
+    assert (
+        "Not written yet: Lessons learned."
+        in alice_client.get(f"/postmortems/{pm.pk}").content.decode()
+    )
+
+    saved = alice_client.post(f"{url}/lessons", {"lessons-text": "Alert on disks."}, headers=HTMX)
+    assert "Not written yet" not in saved.content.decode()
+    page = alice_client.get(f"/postmortems/{pm.pk}").content.decode()
+    assert "Not written yet" not in page
+    assert "hx-confirm" not in page
+
+
 def test_the_markdown_download_is_the_exported_document(alice_client: Client) -> None:
     pm = postmortem()
     response = alice_client.get(f"/postmortems/{pm.pk}.md")

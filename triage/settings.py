@@ -190,8 +190,22 @@ CACHES = {
             "SOCKET_TIMEOUT": REDIS_TIMEOUT,
         },
         "KEY_PREFIX": "triage",
-    }
+    },
+    # Sessions (cached_db below): PostgreSQL holds them, Redis is only a
+    # read-through copy, so a Redis error is ignored and the session is read
+    # from PostgreSQL: people stay logged in while Redis is down.
+    "sessions": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": REDIS_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_TIMEOUT,
+            "IGNORE_EXCEPTIONS": True,
+        },
+        "KEY_PREFIX": "triage",
+    },
 }
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -199,10 +213,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Django's database sessions and model backend, each read with one query
-# instead of the ORM (triage/sessions.py): every page view reads both.
-SESSION_ENGINE = "triage.sessions"
-AUTHENTICATION_BACKENDS = ["triage.sessions.UserBackend"]
+# Django's own: sessions in PostgreSQL with a copy in Redis (a page view
+# reads its session from Redis), users through ModelBackend.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -221,6 +236,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")) or "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files served at the site's root by WhiteNoise, before any middleware that
+# reads the session: /favicon.ico, which browsers ask for on every page that
+# names no icon (the admin's, JSON, error pages).
+WHITENOISE_ROOT = BASE_DIR / "triage" / "webroot"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
