@@ -257,3 +257,42 @@ def test_nobody_reached_shows_within_one_refresh_and_level_2_was_paged_at_once(
     expect(timeline).to_contain_text("Escalated to level 2 (nobody at level 1 could be reached)")
     expect(timeline).to_contain_text("Could not reach bob: no contact method")
     expect(page.locator("#incident-body header")).to_contain_text("nobody reached")
+
+
+_SET_VISIBILITY = """hidden => {
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+  Object.defineProperty(document, "visibilityState",
+    {configurable: true, get: () => (hidden ? "hidden" : "visible")});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_the_list_stops_polling_while_the_tab_is_hidden_and_catches_up_when_shown(
+    page: Page, live_server: Any
+) -> None:
+    base = live_server.url
+    log_in(page, base)
+    polls: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            polls.append(request.url)
+            if request.headers.get("hx-target") == "incident-list"
+            else None
+        ),
+    )
+    page.wait_for_request(
+        lambda request: request.headers.get("hx-target") == "incident-list", timeout=7_000
+    )
+    page.evaluate(_SET_VISIBILITY, True)
+    IncidentFactory(title="Opened while nobody looked")
+    polls.clear()
+    page.wait_for_timeout(11_000)  # two polling periods
+    assert polls == []
+    expect(page.locator("#incident-list")).not_to_contain_text("Opened while nobody looked")
+
+    page.evaluate(_SET_VISIBILITY, False)
+    # At once, not at the next 5-second tick.
+    expect(page.locator("#incident-list")).to_contain_text(
+        "Opened while nobody looked", timeout=2_000
+    )
