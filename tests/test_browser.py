@@ -281,9 +281,10 @@ def test_the_list_stops_polling_while_the_tab_is_hidden_and_catches_up_when_show
             else None
         ),
     )
-    page.wait_for_request(
+    with page.expect_request(
         lambda request: request.headers.get("hx-target") == "incident-list", timeout=7_000
-    )
+    ):
+        pass  # polling runs
     page.evaluate(_SET_VISIBILITY, True)
     IncidentFactory(title="Opened while nobody looked")
     polls.clear()
