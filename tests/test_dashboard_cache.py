@@ -210,3 +210,27 @@ def test_the_first_page_is_read_from_the_index_without_sorting_every_open_incide
     below = _nodes(limit)
     assert any(node.get("Index Name") == "incident_open_dashboard" for node in below)
     assert not any(node["Node Type"] in ("Sort", "Incremental Sort") for node in below)
+
+
+def test_a_change_commits_while_redis_is_down(
+    alice_client: Client, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    incident = IncidentFactory(title="acknowledged anyway")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.1, "SOCKET_TIMEOUT": 0.1},
+        }
+    }
+    services.acknowledge_incident(incident, actor=None)
+    assert Incident.objects.get(pk=incident.pk).status == "acknowledged"
+    assert "the read model's version was not bumped" in caplog.text
+
+
+def test_a_paged_event_that_names_nobody_in_a_list_shows_nobody(alice_client: Client) -> None:
+    incident = IncidentFactory(title="odd event")
+    incident.timeline.create(
+        kind="paged", data={"paged": "not a list"}, created_at=incident.opened_at
+    )
+    assert '<td class="reach">—</td>' in row_html(alice_client, incident)
