@@ -1,9 +1,20 @@
-"""Dashboard latency and SQL queries per request with many open incidents.
+"""Dashboard latency and SQL queries with many open incidents.
 
-Fills N open incidents (default 10,000) across 20 services, then measures
-`GET /` through gunicorn (2 workers) as a logged-in responder: p50/p99 over
-sequential requests on a keep-alive connection, and the number of SQL queries
-one request runs (counted in-process with the same view).
+Fills N open incidents (default 10,000) across 20 services, then measures, as
+logged-in responders:
+
+- a full render: `GET /` through gunicorn (2 workers) with the cached list
+  retired before every request (the read model's version bumped, as a
+  change would), p50/p99 over sequential requests on a keep-alive
+  connection, and the SQL queries one such request runs (in-process);
+- an unchanged poll: the list's htmx refresh with the ETag of the previous
+  answer, which is a 304. Server time is measured in-process (Django's
+  test client through every middleware), the round trip through gunicorn;
+  its queries are counted in-process with the session in the cache
+  (Django's cached_db engine, as deployed once sessions move to it);
+- twenty responders polling: 20 people, each polling 12 times (a minute
+  at every 5 s), no change in between: the PostgreSQL queries besides each
+  request's user.
 
     python -m triage.devstack bench bench/dashboard.py [N]
 """
@@ -11,8 +22,11 @@ one request runs (counted in-process with the same view).
 from __future__ import annotations
 
 import http.client
+import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +34,10 @@ from urllib.parse import urlsplit
 from common import Figure, print_table, setup_django, start_gunicorn, stop, summary_ms
 
 REQUESTS = 400
+POLLERS, POLLS = 20, 12
+REFRESH = {"HX-Request": "true", "HX-Target": "incident-list"}
+USER_QUERY = re.compile(r'FROM "?auth_user"? WHERE')  # the logged-in user, by id
+CACHED_SESSIONS = "django.contrib.sessions.backends.cached_db"
 
 
 def fill(n: int) -> None:
@@ -77,12 +95,29 @@ def page_first_rows(rows: int = 25) -> None:
         escalation.start(pk)
 
 
-def measure(client: Any) -> tuple[int, list[float]]:
-    """Queries one request runs (in-process), and request latencies through gunicorn."""
+@contextmanager
+def counting() -> Iterator[list[str]]:
+    """The SQL statements run in this process meanwhile (an execute wrapper:
+    unlike the debug log, it cannot fill up)."""
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
-    with CaptureQueriesContext(connection) as queries:
+    seen: list[str] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield seen
+
+
+def full_render(client: Any) -> tuple[int, list[float]]:
+    """Queries of one full render (in-process), and full-render latencies
+    through gunicorn, the cached list retired before each request."""
+    from triage import readmodel
+
+    readmodel.bump()
+    with counting() as queries:
         assert client.get("/").status_code == 200
     process, base = start_gunicorn()
     try:
@@ -91,6 +126,7 @@ def measure(client: Any) -> tuple[int, list[float]]:
         headers = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
         samples = []
         for i in range(REQUESTS + 30):
+            readmodel.bump()  # as a change would: the cached list is not used
             started = time.perf_counter()
             conn.request("GET", "/", headers=headers)
             response = conn.getresponse()
@@ -106,26 +142,100 @@ def measure(client: Any) -> tuple[int, list[float]]:
     return len(queries), samples
 
 
+def _queries_besides_user(captured: list[str]) -> int:
+    return sum(1 for sql in captured if not USER_QUERY.search(sql))
+
+
+def unchanged_poll(client: Any) -> tuple[int, int, list[float], list[float]]:
+    """An unchanged poll: (its queries, those besides the user, server times
+    in-process, round trips through gunicorn)."""
+    first = client.get("/", headers=REFRESH)
+    etag = first["ETag"]
+    conditional = {**REFRESH, "If-None-Match": etag}
+    with counting() as queries:
+        assert client.get("/", headers=conditional).status_code == 304
+    server = []
+    for i in range(REQUESTS + 30):
+        started = time.perf_counter()
+        response = client.get("/", headers=conditional)
+        elapsed = time.perf_counter() - started
+        if response.status_code != 304:
+            raise RuntimeError(f"an unchanged poll answered {response.status_code}")
+        if i >= 30:
+            server.append(elapsed)
+    process, base = start_gunicorn()
+    try:
+        parts = urlsplit(base)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        headers = {"Cookie": f"sessionid={client.cookies['sessionid'].value}", **conditional}
+        trips = []
+        for i in range(REQUESTS + 30):
+            started = time.perf_counter()
+            conn.request("GET", "/", headers=headers)
+            response = conn.getresponse()
+            response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 304:
+                raise RuntimeError(f"an unchanged poll answered {response.status}")
+            if i >= 30:
+                trips.append(elapsed)
+        conn.close()
+    finally:
+        stop(process)
+    return len(queries), _queries_besides_user(queries), server, trips
+
+
+def responders_polling() -> tuple[int, int]:
+    """Twenty responders polling with no change in between: (requests, queries
+    besides each request's user). Each keeps the ETag its browser got."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    clients = []
+    for n in range(POLLERS):
+        person, _ = User.objects.get_or_create(username=f"responder-{n}")
+        client = Client(HTTP_HOST="localhost")
+        client.force_login(person)
+        clients.append(client)
+    etags = {n: client.get("/", headers=REFRESH)["ETag"] for n, client in enumerate(clients)}
+    requests = 0
+    with counting() as queries:
+        for _ in range(POLLS):
+            for n, client in enumerate(clients):
+                response = client.get("/", headers={**REFRESH, "If-None-Match": etags[n]})
+                requests += 1
+                if response.status_code != 304:
+                    raise RuntimeError(f"responder {n} got {response.status_code}")
+    return requests, _queries_besides_user(queries)
+
+
 def run(n: int = 10_000) -> list[Figure]:
     setup_django()
     from django.contrib.auth.models import User
-    from django.test import Client
+    from django.test import Client, override_settings
 
     fill(n)
     user, _ = User.objects.get_or_create(username="bench")
     client = Client(HTTP_HOST="localhost")
     client.force_login(user)
-    query_count, samples = measure(client)
+    query_count, samples = full_render(client)
     p50, p99, worst = summary_ms(samples)
+    with override_settings(SESSION_ENGINE=CACHED_SESSIONS):
+        cached = Client(HTTP_HOST="localhost")
+        cached.force_login(user)
+        poll_queries, poll_others, poll_server, poll_trips = unchanged_poll(cached)
+        requests, polling_queries = responders_polling()
+    poll_p50, poll_p99, _ = summary_ms(poll_server)
+    trip_p50, trip_p99, _ = summary_ms(poll_trips)
     page_first_rows()
-    paged_queries, paged_samples = measure(client)
+    paged_queries, paged_samples = full_render(client)
     paged_p50, paged_p99, _ = summary_ms(paged_samples)
     return [
-        Figure(f"dashboard GET / p50 ({n:,} open incidents)", p50, "ms", "-"),
-        Figure(f"dashboard GET / p99 ({n:,} open incidents)", p99, "ms", "<= 25 ms", p99 <= 25),
-        Figure("dashboard GET / worst", worst, "ms", "-"),
+        Figure(f"full render GET / p50 ({n:,} open incidents)", p50, "ms", "-"),
+        Figure(f"full render GET / p99 ({n:,} open incidents)", p99, "ms", "<= 25 ms", p99 <= 25),
+        Figure("full render GET / worst", worst, "ms", "-"),
         Figure(
-            "dashboard SQL queries per request",
+            "full render SQL queries per request",
             query_count,
             "queries",
             "constant, <= 8",
@@ -136,6 +246,24 @@ def run(n: int = 10_000) -> list[Figure]:
         Figure("  first page paged: p50", paged_p50, "ms", "-"),
         Figure("  first page paged: p99", paged_p99, "ms", "<= 25 ms", paged_p99 <= 25),
         Figure("  first page paged: SQL queries per request", paged_queries, "queries", "-"),
+        Figure("unchanged poll (304) server time p50", poll_p50, "ms", "-"),
+        Figure("unchanged poll (304) server time p99", poll_p99, "ms", "<= 3 ms", poll_p99 <= 3),
+        Figure("unchanged poll (304) round trip p50, gunicorn", trip_p50, "ms", "-"),
+        Figure("unchanged poll (304) round trip p99, gunicorn", trip_p99, "ms", "-"),
+        Figure(
+            "unchanged poll PostgreSQL queries (session cached)",
+            poll_queries,
+            "queries",
+            "<= 1 (the user)",
+            poll_queries <= 1 and poll_others == 0,
+        ),
+        Figure(
+            f"{POLLERS} responders x {POLLS} polls: queries besides the user",
+            polling_queries,
+            f"/{requests} req",
+            "0",
+            polling_queries == 0,
+        ),
     ]
 
 

@@ -62,8 +62,17 @@ class Lifecycle:
 class Pages:
     """Called by ``incidents.views`` to add to what its pages show."""
 
-    def dashboard_rows(self, rows: Sequence[DashboardRow], *, now: datetime) -> None:
-        """Fill in the rows of one dashboard page, in a fixed number of queries."""
+    def dashboard_rows(
+        self, rows: Sequence[DashboardRow], *, now: datetime, known: bool = True
+    ) -> datetime | None:
+        """Fill in the rows of one dashboard page, in a fixed number of queries.
+
+        ``known``: the rows' ``paged`` came from their latest "paged" event.
+        Returns the moment what was filled in may change without any write
+        (a maintenance window starting or ending), or None: the dashboard's
+        cached list is not used past it (``triage.readmodel``).
+        """
+        return None
 
     def incident_page(self, incident: Incident, *, now: datetime) -> dict[str, Any]:
         """Template context for the incident's page."""
@@ -110,9 +119,11 @@ class _Everyone(Lifecycle):
 
 
 class _EveryPage(Pages):
-    def dashboard_rows(self, rows: Sequence[DashboardRow], *, now: datetime) -> None:
-        for hooks in _pages:
-            hooks.dashboard_rows(rows, now=now)
+    def dashboard_rows(
+        self, rows: Sequence[DashboardRow], *, now: datetime, known: bool = True
+    ) -> datetime | None:
+        until = [hooks.dashboard_rows(rows, now=now, known=known) for hooks in _pages]
+        return min((moment for moment in until if moment is not None), default=None)
 
     def incident_page(self, incident: Incident, *, now: datetime) -> dict[str, Any]:
         context: dict[str, Any] = {}

@@ -7,16 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 
 from incidents.models import (
+    NOBODY_REACHED_LAST,
+    OPEN_STATUSES,
+    SEVERITY_RANK,
+    EventKind,
     Incident,
     Service,
     Severity,
+    Status,
     TimelineEvent,
 )
 from triage.numbers import ascii_int
-from triage.sql import fetch_all
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,12 @@ class IncidentFilter:
 def open_counts_by_severity() -> dict[str, int]:
     """Open incidents per severity (all severities present, zeros included)."""
     counts = dict.fromkeys(Severity.values, 0)
-    counts.update(fetch_all(_COUNTS_SQL))
+    counts.update(
+        Incident.objects.filter(status__in=OPEN_STATUSES)
+        .values_list("severity")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
     return counts
 
 
@@ -47,74 +56,6 @@ def timeline(incident: Incident) -> QuerySet[TimelineEvent]:
 
 def services() -> QuerySet[Service]:
     return Service.objects.order_by("name")
-
-
-# The dashboard's reads, written in SQL (see triage.sql): Django's ORM spent
-# about 9 ms of a 25 ms page building these queries and their model
-# instances. Each statement is one constant string: filters that are not set
-# fold away when PostgreSQL plans the statement with its parameter values, so
-# the plans are those of the ORM queries they replace.
-# tests/test_dashboard_sql.py checks both against the ORM (same rows, same
-# order) and the first page's plan (the dashboard index, no sort of every
-# open incident).
-#
-# The open statuses and the severity ranks are written out as literals: the
-# partial indexes' predicate and expression only match literals, not
-# parameters. The statements are whole constant strings, so no text is ever
-# pasted into SQL; the filters appear twice (count and page) for that reason.
-_COUNTS_SQL = """
-SELECT i.severity, COUNT(*) FROM incidents_incident i
-WHERE i.status IN ('triggered', 'acknowledged')
-GROUP BY i.severity
-"""
-_COUNT_SQL = """
-SELECT COUNT(*) FROM incidents_incident i
-WHERE i.status IN ('triggered', 'acknowledged')
-  AND (%(service)s::bigint IS NULL OR i.service_id = %(service)s)
-  AND (%(severity)s = '' OR i.severity = %(severity)s)
-  AND (%(status)s = '' OR i.status = %(status)s)
-  AND (%(q)s = '' OR i.title ILIKE %(pattern)s OR i.dedup_key = %(q)s OR i.id = %(number)s::bigint)
-"""
-# Within a severity, incidents nobody could be reached for come first (the
-# index has that expression too).
-# The page is cut first and joined after, so a deep page does not look up the
-# service, acknowledger and latest page of every incident it skips.
-_PAGE_SQL = """
-SELECT page.id, page.title, page.severity, page.status, page.opened_at,
-       page.escalation_level, page.next_escalation_at, s.name, u.username,
-       COALESCE((SELECT ARRAY(SELECT jsonb_array_elements_text(t.data -> 'paged'))
-                   FROM incidents_timelineevent t
-                  WHERE t.incident_id = page.id AND t.kind = 'paged'
-                    AND jsonb_typeof(t.data -> 'paged') = 'array'
-                  ORDER BY t.created_at DESC, t.id DESC LIMIT 1), '{}'),
-       page.escalation_cycle, page.escalation_step, page.service_id,
-       s.escalation_policy_id, page.nobody_reached_at
-FROM (
-    SELECT i.id, i.title, i.severity, i.status, i.opened_at, i.escalation_level,
-           i.next_escalation_at, i.service_id, i.acknowledged_by_id,
-           i.escalation_cycle, i.escalation_step, i.nobody_reached_at,
-           (i.nobody_reached_at IS NULL) AS reached,
-           CASE WHEN i.severity = 'critical' THEN 1 WHEN i.severity = 'error' THEN 2
-                WHEN i.severity = 'warning' THEN 3 WHEN i.severity = 'info' THEN 4
-                ELSE NULL END AS rank
-    FROM incidents_incident i
-    WHERE i.status IN ('triggered', 'acknowledged')
-      AND (%(service)s::bigint IS NULL OR i.service_id = %(service)s)
-      AND (%(severity)s = '' OR i.severity = %(severity)s)
-      AND (%(status)s = '' OR i.status = %(status)s)
-      AND (%(q)s = '' OR i.title ILIKE %(pattern)s OR i.dedup_key = %(q)s
-           OR i.id = %(number)s::bigint)
-    ORDER BY CASE WHEN i.severity = 'critical' THEN 1 WHEN i.severity = 'error' THEN 2
-                  WHEN i.severity = 'warning' THEN 3 WHEN i.severity = 'info' THEN 4
-                  ELSE NULL END,
-             (i.nobody_reached_at IS NULL), i.opened_at, i.id
-    LIMIT %(limit)s OFFSET %(offset)s
-) page
-JOIN incidents_service s ON s.id = page.service_id
-LEFT JOIN auth_user u ON u.id = page.acknowledged_by_id
-ORDER BY page.rank, page.reached, page.opened_at, page.id
-"""
-_SERVICE_CHOICES_SQL = "SELECT slug, name FROM incidents_service ORDER BY name"
 
 
 @dataclass(slots=True)
@@ -143,6 +84,19 @@ class DashboardRow:
     reach: list[PersonReach] = field(default_factory=list)
     next_step: NextStep | None = None
 
+    @property
+    def severity_label(self) -> str:
+        return str(Severity(self.severity).label)
+
+    @property
+    def status_label(self) -> str:
+        return str(Status(self.status).label)
+
+    @property
+    def nobody_reached(self) -> bool:
+        """Flagged "nobody reached" (shown while nobody has acknowledged)."""
+        return self.nobody_reached_at is not None and self.status == Status.TRIGGERED
+
 
 @dataclass(frozen=True, slots=True)
 class PersonReach:
@@ -163,35 +117,110 @@ class NextStep:
     after: str = ""
 
 
-class DashboardList:
-    """The open incidents matching ``filters``, in dashboard order, as
-    Django's Paginator takes them: ``count()`` is one query, a slice another."""
+def open_incidents() -> QuerySet[Incident]:
+    """Open incidents in rank order: the most severe first; within a severity,
+    those nobody could be reached for first; then the oldest first.
 
-    def __init__(self, filters: IncidentFilter) -> None:
-        term = filters.q.strip()
-        self._params: dict[str, Any] = {
-            "service": filters.service.pk if filters.service else None,
-            "severity": filters.severity,
-            "status": filters.status,
-            "q": term,
-            "pattern": "%" + _escape_like(term) + "%",
-            "number": ascii_int(term.lstrip("#")),
-        }
-
-    def count(self) -> int:
-        return int(fetch_all(_COUNT_SQL, self._params)[0][0])
-
-    def __getitem__(self, window: slice) -> list[DashboardRow]:
-        offset = window.start or 0
-        params = {**self._params, "limit": window.stop - offset, "offset": offset}
-        return [DashboardRow(*row) for row in fetch_all(_PAGE_SQL, params)]
+    The one spelling of that order, for the dashboard, the /v1 API and MCP,
+    and the status page. The ``incident_open_dashboard`` index is built on
+    the same expressions, so a page of it is read from the index instead of
+    sorting every open incident. ``rank`` and ``reached`` are aliases a
+    keyset cursor can filter on.
+    """
+    return (
+        Incident.objects.filter(status__in=OPEN_STATUSES)
+        .alias(rank=SEVERITY_RANK, reached=NOBODY_REACHED_LAST)
+        .order_by("rank", "reached", "opened_at", "id")
+    )
 
 
-def _escape_like(term: str) -> str:
-    """``term`` matched literally by ILIKE (its default escape is the backslash)."""
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def matching(incidents: QuerySet[Incident], filters: IncidentFilter) -> QuerySet[Incident]:
+    """``incidents`` narrowed by the dashboard's filters."""
+    if filters.service is not None:
+        incidents = incidents.filter(service=filters.service)
+    if filters.severity:
+        incidents = incidents.filter(severity=filters.severity)
+    if filters.status:
+        incidents = incidents.filter(status=filters.status)
+    term = filters.q.strip()
+    if term:
+        match = Q(title__icontains=term) | Q(dedup_key=term)
+        number = ascii_int(term.lstrip("#"))
+        if number is not None:
+            match |= Q(pk=number)
+        incidents = incidents.filter(match)
+    return incidents
+
+
+# What a dashboard row reads, named as DashboardRow names it.
+_ROW_FIELDS = {
+    "service_name": F("service__name"),
+    "acknowledger": F("acknowledged_by__username"),  # a field has the name
+    "policy_id": F("service__escalation_policy_id"),
+    # The names in the latest "paged" event that names who was paged.
+    "paged": Subquery(
+        TimelineEvent.objects.filter(
+            incident=OuterRef("pk"), kind=EventKind.PAGED, data__has_key="paged"
+        )
+        .order_by("-created_at", "-pk")
+        .values("data__paged")[:1]
+    ),
+}
+_ROW_COLUMNS = (
+    "pk",
+    "title",
+    "severity",
+    "status",
+    "opened_at",
+    "escalation_level",
+    "next_escalation_at",
+    "escalation_cycle",
+    "escalation_step",
+    "service_id",
+    "nobody_reached_at",
+)
+
+
+def dashboard_incidents(filters: IncidentFilter) -> QuerySet[Incident, dict[str, Any]]:
+    """The dashboard's list: open incidents matching ``filters``, in rank
+    order, as dicts of what a row shows (``dashboard_row`` makes the row)."""
+    rows: QuerySet[Incident, dict[str, Any]] = matching(open_incidents(), filters).values(
+        *_ROW_COLUMNS, **_ROW_FIELDS
+    )
+    return rows
+
+
+def dashboard_row(values: dict[str, Any]) -> DashboardRow:
+    values["acknowledged_by"] = values.pop("acknowledger")
+    paged = values.pop("paged")
+    # Events are written by the engine with a list; anything else names nobody.
+    names = [str(name) for name in paged] if isinstance(paged, list) else []
+    return DashboardRow(paged=names, **values)
+
+
+def row_of(incident: Incident) -> DashboardRow:
+    """An incident as a row (the incident page shows the same paging facts)."""
+    return DashboardRow(
+        pk=incident.pk,
+        title=incident.title,
+        severity=incident.severity,
+        status=incident.status,
+        opened_at=incident.opened_at,
+        escalation_level=incident.escalation_level,
+        next_escalation_at=incident.next_escalation_at,
+        service_name=incident.service.name,
+        acknowledged_by=incident.acknowledged_by.get_username()
+        if incident.acknowledged_by
+        else None,
+        paged=[],
+        escalation_cycle=incident.escalation_cycle,
+        escalation_step=incident.escalation_step,
+        service_id=incident.service_id,
+        policy_id=incident.service.escalation_policy_id,
+        nobody_reached_at=incident.nobody_reached_at,
+    )
 
 
 def service_choices() -> list[tuple[str, str]]:
     """(slug, name) of every service, by name: the dashboard's service filter."""
-    return [(slug, name) for slug, name in fetch_all(_SERVICE_CHOICES_SQL)]
+    return list(Service.objects.order_by("name").values_list("slug", "name"))

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from incidents.models import Incident, TimelineEvent
+from triage import readmodel
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
@@ -33,6 +34,8 @@ def record_event(
     message: str = "",
     data: dict[str, Any] | None = None,
 ) -> TimelineEvent:
+    # Every change to an incident records an event: what is open changed.
+    readmodel.bump_after_commit()
     return TimelineEvent.objects.create(
         incident=incident,
         kind=kind,

@@ -3,19 +3,27 @@ access → form → service → full page, partial, redirect or JSON."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse
+from django.core.cache import cache
+from django.core.paginator import Page, Paginator
+from django.http import Http404, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
 
 from accounts.http import api_or_login
 from accounts.models import TokenScope
@@ -23,8 +31,12 @@ from incidents import hooks, selectors, services
 from incidents.forms import FilterForm, IncidentForm, NoteForm, PublicTitleForm
 from incidents.models import OPEN_STATUSES, Incident, Severity, Status
 from incidents.serializers import event_json, incident_json
+from triage import readmodel
 from triage.errors import DomainError
 from triage.http import BadRequest, HtmxHttpRequest, field_errors, json_body, problem, wants_json
+from triage.numbers import ascii_int
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 25  # what PagerDuty shows per page; the most severe come first
 CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents
@@ -49,40 +61,120 @@ def _new_incident_form(data: Any = None) -> IncidentForm:
     return IncidentForm(data, initial={"idempotency_key": uuid.uuid4().hex}, auto_id="new-%s")
 
 
-@login_required
-@require_GET
-def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    filters = _filters(request)
+@dataclass(frozen=True)
+class _Listing:
+    """What the list, its counts and its pages show, as cached: data, not
+    markup, so times relative to now ("in 4 min") are rendered per request."""
+
+    counts: dict[str, int]
+    count: int  # incidents matching the filters
+    number: int  # the page shown
+    rows: list[selectors.DashboardRow]
+    # When a maintenance window of a listed service starts or ends, and
+    # "held by a maintenance window" with it: the entry is not used after.
+    fresh_until: datetime | None
+    # What the list was read from: the read model's version and this read.
+    stamp: str
+
+
+def _read_listing(filters: selectors.IncidentFilter, number: int, stamp: str) -> _Listing:
+    """The listing from PostgreSQL (and paging's live state in Redis)."""
     counts = selectors.open_counts_by_severity()
-    # DashboardList has what Paginator uses (count() and slices), not all the stubs name.
-    paginator: Paginator[selectors.DashboardRow] = Paginator(
-        selectors.DashboardList(filters),  # type: ignore[arg-type]
-        PAGE_SIZE,
-    )
+    paginator = Paginator(selectors.dashboard_incidents(filters), PAGE_SIZE)
     if filters == selectors.IncidentFilter():
         # Unfiltered, the per-severity counts already add up to the total:
         # no second pass over every open incident just to count them.
         paginator.count = sum(counts.values())
-    page = paginator.get_page(request.GET.get("page"))
-    rows: list[selectors.DashboardRow] = page.object_list  # type: ignore[assignment]
+    page = paginator.get_page(number)
+    rows = [selectors.dashboard_row(values) for values in page.object_list]
     # Who is paged and what happens next, from paging (incidents.hooks).
-    hooks.pages.dashboard_rows(rows, now=timezone.now())
+    fresh_until = hooks.pages.dashboard_rows(rows, now=timezone.now())
+    return _Listing(counts, paginator.count, page.number, rows, fresh_until, stamp)
+
+
+def _listing(request: HtmxHttpRequest, number: int) -> _Listing:
+    """The listing, from the cache while nothing open changed (triage.readmodel).
+
+    Keyed by (version, filters as asked, page): a change bumps the version,
+    so no entry is ever invalidated, only left behind to expire. The filters
+    are only checked (a service looked up) when the list is read. Without
+    Redis, straight from PostgreSQL (and no stamp: no 304s).
+    """
+    now = timezone.now()
+    asked = [request.GET.get(name, "") for name in FilterForm.base_fields]
+    try:
+        version = readmodel.version()
+        key = "dashboard:" + _digest(version, asked, number)
+        cached: _Listing | None = cache.get(key)
+    except (RedisError, OSError, ConnectionInterrupted):
+        logger.warning("redis unavailable; the dashboard is read from PostgreSQL")
+        return _read_listing(_filters(request), number, stamp="")
+    if cached is not None and (cached.fresh_until is None or now < cached.fresh_until):
+        return cached
+    listing = _read_listing(_filters(request), number, stamp=f"{version}:{now.timestamp()}")
+    try:
+        cache.set(key, listing, readmodel.ENTRY_TTL)
+    except (RedisError, OSError, ConnectionInterrupted):
+        logger.warning("redis unavailable; the dashboard was not cached")
+    return listing
+
+
+def _digest(*parts: object) -> str:
+    # Filters carry free text (the search): hashed into a key of fixed length.
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _page_number(request: HtmxHttpRequest) -> int:
+    return max(1, ascii_int(request.GET.get("page", "")) or 1)
+
+
+@login_required
+@require_GET
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    listing = _listing(request, _page_number(request))
+    refresh = bool(request.htmx and request.htmx.target == "incident-list")
+    etag = ""
+    if refresh and listing.stamp:
+        # The refresh shows the list (the version read and when) as this
+        # user asked for it (the path holds the filters and page).
+        user = request.user
+        etag = f'"{_digest(listing.stamp, user.pk, user.get_username(), request.get_full_path())}"'
+        if etag in request.headers.get("If-None-Match", ""):
+            return _revalidated(HttpResponseNotModified(), etag)
+    paginator: Paginator[selectors.DashboardRow] = Paginator(listing.rows, PAGE_SIZE)
+    paginator.count = listing.count
+    page = Page(listing.rows, listing.number, paginator)
     context = {
+        "page": page,
+        "counts": [(Severity(value), n) for value, n in listing.counts.items()],
+        "total_open": sum(listing.counts.values()),
+        "query": _query_without_page(request),
+        # One reverse() for the page instead of two per row.
+        "incident_url": reverse("incident-detail", args=[0]).removesuffix("0"),
+    }
+    if refresh:
+        response = render(request, "incidents/dashboard.html#refresh", {**context, "refresh": True})
+        return _revalidated(response, etag) if etag else response
+    filters = _filters(request)
+    context |= {
         "filters": filters,
         "selected_service": filters.service.slug if filters.service else "",
         "services": selectors.service_choices(),
         "severity_choices": SEVERITY_CHOICES,
         "status_choices": [(s, Status(s).label) for s in OPEN_STATUSES],
-        "page": page,
-        "counts": [(Severity(value), n) for value, n in counts.items()],
-        "total_open": sum(counts.values()),
-        "query": _query_without_page(request),
-        # One reverse() for the page instead of two per row.
-        "incident_url": reverse("incident-detail", args=[0]).removesuffix("0"),
     }
-    if request.htmx and request.htmx.target == "incident-list":
-        return render(request, "incidents/dashboard.html#refresh", {**context, "refresh": True})
-    return render(request, "incidents/dashboard.html", context)
+    response = render(request, "incidents/dashboard.html", context)
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
+
+
+def _revalidated(response: HttpResponse, etag: str) -> HttpResponse:
+    """A poll the browser keeps and asks about again with If-None-Match
+    (htmx sees the kept copy; a 304 costs no rendering)."""
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    patch_vary_headers(response, ("HX-Request", "HX-Target", "Cookie"))
+    return response
 
 
 def _query_without_page(request: HtmxHttpRequest) -> str:

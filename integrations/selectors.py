@@ -19,7 +19,8 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 
-from incidents.models import OPEN_STATUSES, SEVERITY_RANK, Incident, Service, TimelineEvent
+from incidents import selectors
+from incidents.models import OPEN_STATUSES, Incident, Service, TimelineEvent
 from incidents.selectors import timeline
 from incidents.serializers import event_json, incident_json
 from integrations.models import ChangeEvent
@@ -110,22 +111,28 @@ def _base() -> QuerySet[Incident]:
 
 
 def open_incidents(*, limit: int = 100, cursor: str | None = None) -> Page:
-    """Open incidents, most severe first, then oldest first (the dashboard's order)."""
-    incidents = _base().filter(status__in=OPEN_STATUSES).alias(rank=SEVERITY_RANK)
+    """Open incidents in the dashboard's order (incidents.selectors.open_incidents):
+    most severe first, those nobody could be reached for first, then oldest first."""
+    incidents = selectors.open_incidents().select_related(
+        "service", "acknowledged_by", "resolved_by"
+    )
     if cursor:
-        rank, opened_raw, pk = _decode(cursor, 3)
-        rank, opened, pk = _cursor_int(rank), _cursor_time(opened_raw), _cursor_int(pk)
+        rank, reached, opened_raw, pk = _decode(cursor, 4)
+        rank, pk = _cursor_int(rank), _cursor_int(pk)
+        reached, opened = bool(_cursor_int(reached)), _cursor_time(opened_raw)
         incidents = incidents.filter(
             Q(rank__gt=rank)
-            | Q(rank=rank, opened_at__gt=opened)
-            | Q(rank=rank, opened_at=opened, pk__gt=pk)
+            | Q(rank=rank, reached__gt=reached)
+            | Q(rank=rank, reached=reached, opened_at__gt=opened)
+            | Q(rank=rank, reached=reached, opened_at=opened, pk__gt=pk)
         )
-    rows = list(incidents.order_by("rank", "opened_at", "id")[: limit + 1])
+    rows = list(incidents[: limit + 1])
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = _encode([last.severity_rank, last.opened_at.isoformat(), last.pk])
+        reached = int(last.nobody_reached_at is None)
+        next_cursor = _encode([last.severity_rank, reached, last.opened_at.isoformat(), last.pk])
     return Page(items=_with_paging(rows), next_cursor=next_cursor)
 
 

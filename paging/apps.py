@@ -8,7 +8,7 @@ class PagingConfig(AppConfig):
 
     def ready(self) -> None:
         from incidents import hooks
-        from paging import metrics, tasks  # noqa: F401  (registers the tasks)
+        from paging import freshness, metrics, tasks  # noqa: F401  (registers the tasks)
         from paging.hooks import PagingLifecycle, PagingPages
         from triage.health import READINESS_REPORTS
         from triage.metrics import SCRAPE_COLLECTORS
@@ -19,3 +19,4 @@ class PagingConfig(AppConfig):
         hooks.register(PagingPages())
         SCRAPE_COLLECTORS.append(metrics.collect)
         READINESS_REPORTS["escalation"] = metrics.escalation_heartbeat
+        freshness.connect()

@@ -14,10 +14,10 @@ from typing import Any
 
 from incidents.hooks import Lifecycle, Pages
 from incidents.models import Incident
-from incidents.selectors import DashboardRow
+from incidents.selectors import DashboardRow, row_of
 from incidents.timeline import Actor, after_commit
 from paging import escalation, state
-from paging.selectors import IncidentPaging, next_steps, paging_summary, reach
+from paging.selectors import holds_change_at, next_steps, paging_summary, reach
 
 
 class PagingLifecycle(Lifecycle):
@@ -43,11 +43,16 @@ class PagingLifecycle(Lifecycle):
 
 
 class PagingPages(Pages):
-    def dashboard_rows(self, rows: Sequence[DashboardRow], *, now: datetime) -> None:
+    def dashboard_rows(
+        self, rows: Sequence[DashboardRow], *, now: datetime, known: bool = True
+    ) -> datetime | None:
         """Who is paged (Redis's live state where it has one), how each page
         went and what happens next. Constant queries for any number of rows:
-        one for every page's delivery, a few for the next levels' people."""
-        summaries = paging_summary(rows, known_paged={row.pk: row.paged for row in rows})
+        one for every page's delivery, a few for the next levels' people.
+        Returns when a maintenance hold of these rows may start or end."""
+        summaries = paging_summary(
+            rows, known_paged={row.pk: row.paged for row in rows} if known else None
+        )
         for row in rows:
             row.paged = summaries[row.pk].paged
             row.next_escalation_at = summaries[row.pk].next_escalation_at
@@ -56,12 +61,13 @@ class PagingPages(Pages):
         for row in rows:
             row.reach = reached[row.pk]
             row.next_step = upcoming[row.pk]
+        return holds_change_at(rows, now)
 
     def incident_page(self, incident: Incident, *, now: datetime) -> dict[str, Any]:
-        paging = IncidentPaging.of(incident)
-        summary = paging_summary([paging])[incident.pk]
+        row = row_of(incident)
+        self.dashboard_rows([row], now=now, known=False)
         return {
-            "reach": reach([paging], {incident.pk: summary.paged})[incident.pk],
-            "next_step": next_steps([paging], now=now)[incident.pk],
+            "reach": row.reach,
+            "next_step": row.next_step,
             "pages": incident.pages.select_related("user").order_by("-created_at", "-pk")[:50],
         }

@@ -14,7 +14,7 @@ from incidents.models import Status
 from paging import escalation
 from paging.messages import page_message
 from paging.models import ContactMethod, Page, PageStatus
-from triage import counters, outbound
+from triage import counters, outbound, readmodel
 from triage.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -65,12 +65,14 @@ def deliver(page_id: int) -> str:
     incident = page.incident
     if incident.status != Status.TRIGGERED or page.contact_method is None:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.CANCELLED)
+        readmodel.bump_after_commit()  # the dashboard shows each page's delivery
         return "cancelled"
     message = page_message(page).for_channel(page.contact_method.url)
     delivery = send(message.url, title=message.title, body=message.body)
     now = timezone.now()
     if delivery.ok:
         Page.objects.filter(pk=page.pk).update(status=PageStatus.SENT, sent_at=now)
+        readmodel.bump_after_commit()  # the dashboard shows each page's delivery
         ContactMethod.objects.filter(pk=page.contact_method.pk).update(reach_verified_at=now)
         counters.count("pages", (page.channel, "sent"))
         escalation.page_sent(page, now=now)
@@ -81,6 +83,7 @@ def deliver(page_id: int) -> str:
     final = page.attempt >= MAX_ATTEMPTS or error == outbound.REFUSED
     with transaction.atomic():
         Page.objects.filter(pk=page.pk).update(status=PageStatus.FAILED, error=error)
+        readmodel.bump_after_commit()  # the dashboard shows each page's delivery
         counters.count("pages", (page.channel, "failed"))
         if not final:
             retry = Page.objects.create(

@@ -6,10 +6,12 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import reduce
+from operator import or_
 from typing import Protocol
 
 from django.contrib.auth.models import User
-from django.db.models import Max, Prefetch
+from django.db.models import Max, Min, Prefetch, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -21,10 +23,10 @@ from paging.models import (
     EscalationLevel,
     MaintenanceWindow,
     Override,
+    Page,
     PageStatus,
     RotationMember,
 )
-from triage.sql import fetch_all
 
 logger = logging.getLogger(__name__)
 
@@ -141,19 +143,6 @@ class IncidentPaging:
         )
 
 
-# Every page of each incident's current step, oldest first: who was paged now
-# and how each attempt went. One statement for a whole list of incidents
-# (page_incident_step index).
-_PAGES_SQL = """
-SELECT p.incident_id, COALESCE(u.username, ''), p.channel, p.status, p.error, p.sent_at
-FROM paging_page p
-JOIN unnest(%(ids)s::bigint[], %(steps)s::bigint[]) AS cur(incident_id, step)
-  ON p.incident_id = cur.incident_id AND p.step = cur.step
-LEFT JOIN auth_user u ON u.id = p.user_id
-ORDER BY p.incident_id, p.id
-"""
-
-
 def _utc(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%H:%M} UTC"
 
@@ -187,13 +176,13 @@ def reach(
     # Step 0 never paged anyone: no query when no incident has paged yet.
     stepped = [incident for incident in incidents if incident.escalation_step > 0]
     rows = (
-        fetch_all(
-            _PAGES_SQL,
-            {
-                "ids": [incident.pk for incident in stepped],
-                "steps": [incident.escalation_step for incident in stepped],
-            },
+        # Every page of each incident's current step, oldest first: who was
+        # paged now and how each attempt went (page_incident_step index).
+        Page.objects.filter(
+            reduce(or_, (Q(incident_id=i.pk, step=i.escalation_step) for i in stepped))
         )
+        .order_by("incident_id", "pk")
+        .values_list("incident_id", "user__username", "channel", "status", "error", "sent_at")
         if stepped
         else []
     )
@@ -265,6 +254,19 @@ def _held(incidents: Sequence[HasEscalation], now: datetime) -> dict[int, dateti
         .annotate(until=Max("end"))
         .values_list("service_id", "until")
     )
+
+
+def holds_change_at(incidents: Sequence[HasEscalation], now: datetime) -> datetime | None:
+    """The next moment a maintenance window of these incidents' services
+    starts or ends: until then, what ``next_steps`` says of holds stays true
+    (one query, none without a deadline to hold)."""
+    services = {i.service_id for i in incidents if i.next_escalation_at is not None}
+    if not services:
+        return None
+    first = MaintenanceWindow.objects.filter(service_id__in=services, end__gt=now).aggregate(
+        start=Min("start", filter=Q(start__gt=now)), end=Min("end")
+    )
+    return min((moment for moment in first.values() if moment is not None), default=None)
 
 
 def _next_level(

@@ -35,6 +35,8 @@ from django.conf import settings
 from django_redis import get_redis_connection
 from redis import Redis
 
+from triage import readmodel
+
 PREFIX = "triage:paging:"
 DEADLINES = PREFIX + "deadlines"
 HEARTBEAT = PREFIX + "heartbeat"
@@ -121,6 +123,7 @@ def write_live(incident_id: int, live: Live, *, index: bool = True) -> None:
         pipe.zrem(DEADLINES, incident_id)
     elif index and live.next_at is not None:
         pipe.zadd(DEADLINES, {str(incident_id): live.next_at.timestamp()})
+    pipe.incr(readmodel.KEY)  # the dashboard shows this state (triage.readmodel)
     pipe.execute()
 
 
@@ -128,6 +131,7 @@ def forget(incident_id: int) -> None:
     pipe = client().pipeline()
     pipe.delete(_incident_key(incident_id))
     pipe.zrem(DEADLINES, incident_id)
+    pipe.incr(readmodel.KEY)  # the dashboard shows this state (triage.readmodel)
     pipe.execute()
 
 

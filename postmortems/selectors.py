@@ -9,9 +9,8 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from incidents.models import Incident
+from incidents.models import Incident, Status
 from postmortems.models import ActionItem, ActionStatus, PostMortem, PostMortemStatus
-from triage.sql import fetch_all
 
 SUGGESTION_WINDOW = timedelta(days=7)
 SUGGESTION_LIMIT = 5
@@ -67,21 +66,19 @@ class Suggestion:
     resolved_at: datetime
 
 
-# On every dashboard load, so in SQL (see triage.sql). 'resolved' is a
-# literal: the partial index incident_resolved_at only matches one.
-_SUGGESTIONS_SQL = """
-SELECT i.id, i.title, s.name, i.resolved_at
-FROM incidents_incident i
-JOIN incidents_service s ON s.id = i.service_id
-WHERE i.status = 'resolved' AND i.resolved_at >= %(since)s
-  AND NOT EXISTS (SELECT 1 FROM postmortems_postmortem p WHERE p.incident_id = i.id)
-ORDER BY i.resolved_at DESC, i.id DESC
-LIMIT %(limit)s
-"""
-
-
 def postmortem_suggestions(now: datetime | None = None) -> list[Suggestion]:
     """Incidents resolved in the last week that have no post-mortem yet, newest first."""
     since = (now or timezone.now()) - SUGGESTION_WINDOW
-    rows = fetch_all(_SUGGESTIONS_SQL, {"since": since, "limit": SUGGESTION_LIMIT})
-    return [Suggestion(*row) for row in rows]
+    rows = (
+        # The partial index incident_resolved_at serves the status and time.
+        Incident.objects.filter(
+            status=Status.RESOLVED, resolved_at__gte=since, postmortem__isnull=True
+        )
+        .order_by("-resolved_at", "-pk")
+        .values_list("pk", "title", "service__name", "resolved_at")[:SUGGESTION_LIMIT]
+    )
+    return [
+        Suggestion(pk=pk, title=title, service_name=service, resolved_at=resolved)
+        for pk, title, service, resolved in rows
+        if resolved is not None  # always set on a resolved incident (a constraint)
+    ]

@@ -19,9 +19,9 @@ from django.db import models
 from django.db.models import Count
 from django.utils import timezone
 
+from incidents import selectors
 from incidents.models import (
     OPEN_STATUSES,
-    SEVERITY_RANK,
     Incident,
     Service,
     Severity,
@@ -123,11 +123,10 @@ def status_page(now: datetime | None = None) -> StatusPage:
     )
     public_incidents = Incident.objects.filter(service__public=True)
     open_rows = list(
-        public_incidents.filter(status__in=OPEN_STATUSES)
+        selectors.open_incidents()
+        .filter(service__public=True)
         .select_related("service")
-        .only(*public_columns)
-        .alias(rank=SEVERITY_RANK)
-        .order_by("rank", "opened_at", "id")[:OPEN_LIMIT]
+        .only(*public_columns)[:OPEN_LIMIT]
     )
     open_severities: dict[int, set[str]] = defaultdict(set)
     for row in (

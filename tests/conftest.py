@@ -17,6 +17,7 @@ from incidents.models import Service
 from tests.chat_helpers import chat_env
 from tests.chat_server import ChatServer, chat_server
 from tests.factories import ServiceFactory, UserFactory
+from triage import readmodel
 from triage.models import OutboundAllowRule
 
 
@@ -26,6 +27,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # synchronous ORM calls whenever a loop is running. triage has no async
     # code for that check to protect, so the tests switch it off.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_model() -> None:
+    """A version of "what is open" no earlier test cached anything under: the
+    database starts empty again, Redis keeps the cached dashboards."""
+    readmodel.bump()
 
 
 @pytest.fixture

@@ -330,3 +330,43 @@ def test_publishing_with_unwritten_sections_asks_first(page: Page, live_server: 
     assert len(asked) == 2
     pm.refresh_from_db()
     assert pm.status == "published"
+
+
+_SET_VISIBILITY = """hidden => {
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+  Object.defineProperty(document, "visibilityState",
+    {configurable: true, get: () => (hidden ? "hidden" : "visible")});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_the_list_stops_polling_while_the_tab_is_hidden_and_catches_up_when_shown(
+    page: Page, live_server: Any
+) -> None:
+    base = live_server.url
+    log_in(page, base)
+    polls: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            polls.append(request.url)
+            if request.headers.get("hx-target") == "incident-list"
+            else None
+        ),
+    )
+    with page.expect_request(
+        lambda request: request.headers.get("hx-target") == "incident-list", timeout=7_000
+    ):
+        pass  # polling runs
+    page.evaluate(_SET_VISIBILITY, True)
+    IncidentFactory(title="Opened while nobody looked")
+    polls.clear()
+    page.wait_for_timeout(11_000)  # two polling periods
+    assert polls == []
+    expect(page.locator("#incident-list")).not_to_contain_text("Opened while nobody looked")
+
+    page.evaluate(_SET_VISIBILITY, False)
+    # At once, not at the next 5-second tick.
+    expect(page.locator("#incident-list")).to_contain_text(
+        "Opened while nobody looked", timeout=2_000
+    )

@@ -25,9 +25,29 @@
     });
   }
 
+  // Polling pauses while the tab is hidden: a hidden dashboard asks the
+  // server nothing, and catches up the moment it is shown again. (Here, not
+  // in an hx-trigger condition: htmx runs with allowEval off.)
+  function pausePollsWhileHidden(event) {
+    var trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+    if (document.hidden && (!trigger || trigger.type !== "incidents-changed")) {
+      event.preventDefault();
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     tick();
     window.setInterval(tick, 1000);
     document.body.addEventListener("htmx:afterSwap", tick);
+    document.body.addEventListener("htmx:beforeRequest", function (event) {
+      if (event.detail.elt && event.detail.elt.id === "incident-list") {
+        pausePollsWhileHidden(event);
+      }
+    });
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && window.htmx && document.getElementById("incident-list")) {
+        window.htmx.trigger(document.body, "incidents-changed");
+      }
+    });
   });
 })();

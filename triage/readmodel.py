@@ -1,0 +1,65 @@
+"""The version of "what is open": one Redis counter, bumped after every
+committed change to an incident or its paging.
+
+Readers cache what they show under the version they read (the dashboard's
+list and counts: ``incidents.views``), so a reader that finds the version
+unchanged can answer from the cache, or with 304 Not Modified, without
+asking PostgreSQL. Writers never touch the cached entries: a bump makes
+them unreachable, and they expire on their own.
+
+Why a stale entry cannot be cached under a new version: the bump runs after
+the commit (``bump_after_commit``), so a reader that sees the new version
+started its reads after the change was visible. A reader that read the old
+version and then the new rows stores them under the old key, which nobody
+asks for again. The window the other way round (read the version, then a
+change commits and bumps, then the reader reads old rows) stores rows older
+than the version's under the old version only, since the reader keys by the
+version it read first.
+
+If Redis is down, ``bump`` logs and gives up: readers cannot use the cache
+then either (they read the version first), and entries live at most
+``ENTRY_TTL`` seconds, so a bump lost in a blip is not wrong for long.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+KEY = "triage:readmodel:open"
+# How long a cached read lives at most; a bump usually retires it first.
+ENTRY_TTL = 600
+
+
+def version() -> int:
+    """The current version; raises RedisError/OSError when Redis is unavailable."""
+    value = get_redis_connection("default").get(KEY)
+    return int(value or 0)
+
+
+def bump() -> None:
+    """Something open changed: retire every cached read (now; see bump_after_commit)."""
+    try:
+        get_redis_connection("default").incr(KEY)
+    except (RedisError, OSError):
+        logger.warning("redis unavailable; the read model's version was not bumped")
+
+
+def bump_after_commit() -> None:
+    """Bump once the current transaction commits (at once outside one).
+
+    Inside a transaction it also bumps at once. That bump is not needed for
+    correctness (a reader in between reads the old rows and caches them
+    under a version the commit's bump retires), but it makes the change
+    visible to reads on the same connection before the commit, as the rows
+    are: a view that changes an incident and then lists it, or a test, which
+    runs in a transaction that never commits.
+    """
+    if transaction.get_connection().in_atomic_block:
+        bump()
+    transaction.on_commit(bump, robust=True)
