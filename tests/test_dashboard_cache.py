@@ -166,12 +166,18 @@ def test_renaming_a_service_or_a_person_shows_at_once(
 
 def test_without_redis_the_dashboard_reads_postgresql(alice_client: Client, settings: Any) -> None:
     IncidentFactory(title="still listed")
+    # Every cache alias (the sessions' too) where nothing listens.
     settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.1, "SOCKET_TIMEOUT": 0.1},
+        alias: {
+            **config,
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {
+                **config.get("OPTIONS", {}),
+                "SOCKET_CONNECT_TIMEOUT": 0.1,
+                "SOCKET_TIMEOUT": 0.1,
+            },
         }
+        for alias, config in settings.CACHES.items()
     }
     response = poll(alice_client)
     assert response.status_code == 200
@@ -216,12 +222,18 @@ def test_a_change_commits_while_redis_is_down(
     alice_client: Client, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     incident = IncidentFactory(title="acknowledged anyway")
+    # Every cache alias (the sessions' too) where nothing listens.
     settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.1, "SOCKET_TIMEOUT": 0.1},
+        alias: {
+            **config,
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {
+                **config.get("OPTIONS", {}),
+                "SOCKET_CONNECT_TIMEOUT": 0.1,
+                "SOCKET_TIMEOUT": 0.1,
+            },
         }
+        for alias, config in settings.CACHES.items()
     }
     services.acknowledge_incident(incident, actor=None)
     assert Incident.objects.get(pk=incident.pk).status == "acknowledged"

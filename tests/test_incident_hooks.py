@@ -59,8 +59,11 @@ class Counts(hooks.Pages):
     def __init__(self) -> None:
         self.seen = []
 
-    def dashboard_rows(self, rows: Sequence[DashboardRow], *, now: datetime) -> None:
+    def dashboard_rows(
+        self, rows: Sequence[DashboardRow], *, now: datetime, known: bool = True
+    ) -> datetime | None:
         self.seen.extend(row.pk for row in rows)
+        return None
 
 
 def test_an_app_can_add_to_the_dashboard_and_nothing_to_the_incident_page(
