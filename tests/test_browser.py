@@ -370,3 +370,49 @@ def test_the_list_stops_polling_while_the_tab_is_hidden_and_catches_up_when_show
     expect(page.locator("#incident-list")).to_contain_text(
         "Opened while nobody looked", timeout=2_000
     )
+
+
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-15's CSS viewport
+_NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth"
+_UNLABELLED_CELLS = """selector => Array.from(document.querySelectorAll(selector))
+  .filter(td => getComputedStyle(td, '::before').content.replace(/"/g, '') !== td.dataset.label)
+  .map(td => td.outerHTML.slice(0, 80))"""
+
+
+def test_on_a_phone_the_dashboard_and_incident_page_fit_and_every_field_is_labelled(
+    page: Page, live_server: Any
+) -> None:
+    base = live_server.url
+    page.set_viewport_size(PHONE)
+    log_in(page, base)
+    bob = UserFactory(username="bob")
+    incident = IncidentFactory(
+        title="Checkout returns 502 for every-customer-on-eu-west-1-behind-the-old-load-balancer",
+        dedup_key="checkout-5xx-eu-west-1-" + "x" * 60,
+    )
+    for attempt in (1, 2):
+        Notification.objects.create(
+            incident=incident,
+            user=bob,
+            channel="ntfy",
+            level=1,
+            attempt=attempt,
+            status=PageStatus.FAILED,
+            error="connection refused by ntfy.internal.example.org:443",
+            due_at=timezone.now(),
+        )
+
+    page.goto(f"{base}/")
+    expect(page.locator("#incident-list")).to_contain_text("Checkout returns 502")
+    assert page.evaluate(_NO_SIDEWAYS_SCROLL)
+    assert page.evaluate(_UNLABELLED_CELLS, "table.incidents td") == []
+    expect(page.locator("table.incidents thead")).to_be_hidden()
+
+    page.goto(f"{base}/incidents/{incident.pk}")
+    expect(page.locator(".pages-sent")).to_contain_text("connection refused")
+    assert page.evaluate(_NO_SIDEWAYS_SCROLL)
+    assert page.evaluate(_UNLABELLED_CELLS, ".pages-sent td") == []
+    # The header's links stay reachable: they wrap instead of running off-screen.
+    expect(
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="On call")
+    ).to_be_in_viewport()
