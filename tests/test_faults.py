@@ -405,7 +405,7 @@ def test_a_worker_killed_mid_notification_is_retried_and_recorded_once(
 
 @pytest.mark.django_db(transaction=True)
 def test_beat_stopped_for_a_minute_catches_up_once_and_at_once(
-    paged: tuple[Service, Receiver], tmp_path: Path
+    paged: tuple[Service, Receiver], tmp_path: Path, redis: Redis
 ) -> None:
     service, inbox = paged
     with celery_worker(env=app_env(ESCALATION_CHECK_SECONDS="0.5")):
@@ -415,7 +415,15 @@ def test_beat_stopped_for_a_minute_catches_up_once_and_at_once(
         # Beat is down while the one-minute deadlines pass: moved into the past
         # (as tests/test_paging_processes.py does) rather than waited out, then
         # several check intervals (0.5 s) and a reconciliation (2 s) go by with
-        # only the worker up. Nothing may page without beat.
+        # only the worker up. Nothing may page without beat. The checks beat
+        # sent before it stopped are let through first (queued or running
+        # still, they would see the moved deadlines; a minute's wait drained
+        # them unseen).
+        wait_for(
+            lambda: redis.llen("celery") == 0 and redis.hlen("unacked") == 0,
+            30,
+            "the worker has run every check beat sent",
+        )
         for incident in incidents:
             make_due(incident)
         time.sleep(3)
