@@ -128,7 +128,8 @@ def test_exec_beside_a_running_stack_uses_its_servers_and_leaves_them_running(
         )
     readyz = f"http://127.0.0.1:{port}/readyz"
     try:
-        wait_for(lambda: http_status(readyz) == 200, 90, "readyz")
+        # A fresh database is migrated first: on a crowded machine, minutes.
+        wait_for(lambda: http_status(readyz) == 200, 180, "readyz")
         servers = _servers_using(home)
         names = {psutil.Process(pid).name() for pid in servers}
         assert {"postgres", "redis-server"} <= names
