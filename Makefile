@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint fmt clean
+.PHONY: run test check bench lint fmt clean
 
 ## Start triage (web + Celery worker + beat) with embedded PostgreSQL/Redis unless configured.
 run: $(VENV)/.dev-installed
@@ -12,6 +12,10 @@ run: $(VENV)/.dev-installed
 ## Lint, type-check and run the whole test suite against real PostgreSQL and Redis.
 test: $(VENV)/.test-installed
 	$(BIN)/python -m triage.devstack test $(ARGS)
+
+## The everyday loop: lint, type-check and the tests that start no extra process.
+check: $(VENV)/.test-installed
+	$(BIN)/python -m triage.devstack check
 
 ## Run every benchmark in bench/ and print one table.
 bench: $(VENV)/.test-installed

@@ -34,6 +34,21 @@ def _fresh_read_model() -> None:
     """A version of "what is open" no earlier test cached anything under: the
     database starts empty again, Redis keeps the cached dashboards."""
     readmodel.bump()
+# tryfirst: pytest-xdist reads the groups in its own hook of the same name.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` (the whole suite), the tests that start real
+    processes (servers, workers, beat, the run command) run one after another
+    on one xdist worker, as they did before the suite ran in parallel: several
+    of them hold timings (a restart caught up within seconds, no request slower
+    than 5 s) that would only measure how crowded the CPU is if four stacks
+    started at once. The browser tests share one worker and so one Chromium.
+    Every other test is spread over the remaining workers."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("processes"))
+        elif item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.fixture

@@ -3,9 +3,12 @@ so every test incident has the timeline a real one would have."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import factory
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 
 from incidents.models import Incident, Service
@@ -13,12 +16,24 @@ from incidents.services import open_incident
 from paging.models import ContactMethod, EscalationLevel, EscalationPolicy
 
 
+@cache
+def _hash(password: str, hashers: tuple[str, ...]) -> str:
+    return make_password(password)
+
+
+def hashed_once(password: str) -> str:
+    """The password hashed once per test process (and hasher setting), not
+    once per user: a real PBKDF2 hash costs ~0.5 s of CPU, and the suite makes
+    hundreds of people. The hash is as real as any; only its salt is shared."""
+    return _hash(password, tuple(settings.PASSWORD_HASHERS))
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
 
     username = factory.Sequence(lambda n: f"responder{n}")
-    password = factory.django.Password("a-long-test-password")
+    password = factory.django.Password("a-long-test-password", transform=hashed_once)
 
 
 class ServiceFactory(factory.django.DjangoModelFactory):

@@ -39,14 +39,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _start_then_ctrl_c(home: Path) -> str:
-    port = free_port()
+def _user_env(home: Path) -> dict[str, str]:
+    """A developer's shell: no server URLs, so devstack uses embedded ones."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "STATIC_ROOT"}
     }
     env.update({"TRIAGE_HOME": str(home), "GUNICORN_WORKERS": "1"})
+    return env
+
+
+def _start_then_ctrl_c(home: Path) -> str:
+    port = free_port()
+    env = _user_env(home)
     process = subprocess.Popen(
         [sys.executable, "-m", "triage.devstack", "run", "--port", str(port)],
         cwd=ROOT,
@@ -92,3 +98,71 @@ def test_run_command_starts_everything_and_ctrl_c_stops_everything(tmp_path: Pat
     second = _start_then_ctrl_c(home)
     assert "An admin account exists already" in second
     assert "Created admin account" not in second
+
+
+ADMIN_AND_REDIS = (
+    "from django.contrib.auth.models import User\n"
+    "from django_redis import get_redis_connection\n"
+    "print(User.objects.get(is_superuser=True).username, get_redis_connection().ping())"
+)
+
+
+@pytest.mark.slow
+def test_exec_beside_a_running_stack_uses_its_servers_and_leaves_them_running(
+    tmp_path: Path,
+) -> None:
+    """The README's `exec -- manage.py ...` while `make run` is up: it works
+    on the running stack's PostgreSQL and Redis, its stdout carries only the
+    command's output (`manage.py mcp` speaks JSON-RPC there), and the stack
+    is still ready after it exits."""
+    home = tmp_path / "home"
+    port = free_port()
+    env = _user_env(home)
+    with (tmp_path / "run.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "triage.devstack", "run", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    readyz = f"http://127.0.0.1:{port}/readyz"
+    try:
+        # A fresh database is migrated first: on a crowded machine, minutes.
+        wait_for(lambda: http_status(readyz) == 200, 180, "readyz")
+        servers = _servers_using(home)
+        names = {psutil.Process(pid).name() for pid in servers}
+        assert {"postgres", "redis-server"} <= names
+
+        command = [sys.executable, "manage.py", "shell", "-v", "0", "-c", ADMIN_AND_REDIS]
+        done = subprocess.run(
+            [sys.executable, "-m", "triage.devstack", "exec", "--", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "admin True\n"
+        assert "devstack | using the running embedded PostgreSQL" in done.stderr
+        assert "devstack | using the running embedded Redis" in done.stderr
+        assert "stopped" not in done.stderr
+
+        assert all(_alive(pid) for pid in servers), "exec stopped the stack's servers"
+        assert http_status(readyz) == 200
+        with urllib.request.urlopen(readyz, timeout=5) as response:
+            ready = json.load(response)
+        assert ready["checks"]["postgres"]["ok"]
+        assert ready["checks"]["redis"]["ok"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    output = (tmp_path / "run.log").read_text(errors="replace")
+    assert process.returncode == 0, output
+    assert not {pid for pid in servers if _alive(pid)}, output

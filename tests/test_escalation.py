@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -38,6 +41,21 @@ def paged_service(web: Service, people: dict[str, User]) -> Service:
     return web
 
 
+Committed = Callable[[], AbstractContextManager[Any]]
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks: Any) -> Committed:
+    """A commit's after-effects, inside the test's one transaction.
+
+    What a step defers to its commit (the Redis deadline and live state,
+    counters, queued deliveries) runs as that step's block ends, as a real
+    commit would run it; later steps see it. The tests using this need no
+    second connection, so they need no real commits (``transaction=True``).
+    """
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
 def paged_levels(incident: Incident) -> list[int]:
     return list(
         Page.objects.filter(incident=incident).order_by("pk").values_list("level", flat=True)
@@ -48,16 +66,21 @@ def kinds(incident: Incident) -> list[str]:
     return list(incident.timeline.order_by("created_at", "pk").values_list("kind", flat=True))
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_the_full_story_of_an_incident(
-    paged_service: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
+    paged_service: Service,
+    people: dict[str, User],
+    redis: Redis,
+    time_machine: TimeMachineFixture,
+    committed: Committed,
 ) -> None:
     paged_service.ack_timeout_minutes = 30
     paged_service.save()
     time_machine.move_to(T0, tick=False)
 
     # Opened: level 1 is paged at once, level 2 is due in 5 minutes.
-    incident = IncidentFactory(service=paged_service)
+    with committed():
+        incident = IncidentFactory(service=paged_service)
     incident.refresh_from_db()
     assert incident.escalation_level == 1
     assert incident.next_escalation_at == T0 + timedelta(minutes=5)
@@ -67,35 +90,42 @@ def test_the_full_story_of_an_incident(
 
     # Nothing due yet: a pass does nothing.
     time_machine.shift(timedelta(minutes=4))
-    assert escalation.check() == {"claimed": 0}
+    with committed():
+        assert escalation.check() == {"claimed": 0}
 
     # No acknowledgement within 5 minutes: level 2.
     time_machine.shift(timedelta(minutes=1, seconds=1))
-    assert escalation.check() == {"claimed": 1, "escalated": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "escalated": 1}
     incident.refresh_from_db()
     assert incident.escalation_level == 2
     assert paged_levels(incident) == [1, 2]
     assert state.read_live([incident.pk])[incident.pk].paged == ["ben"]
 
     # Acknowledged: no more pages, but the ack timeout is armed.
-    services.acknowledge_incident(incident, actor=people["ben"])
+    with committed():
+        services.acknowledge_incident(incident, actor=people["ben"])
     time_machine.shift(timedelta(minutes=20))
-    assert escalation.check() == {"claimed": 0}
+    with committed():
+        assert escalation.check() == {"claimed": 0}
     assert paged_levels(incident) == [1, 2]
 
     # Still open 30 minutes after the acknowledgement: paged again from level 1.
     time_machine.shift(timedelta(minutes=10, seconds=1))
-    assert escalation.check() == {"claimed": 1, "retriggered": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "retriggered": 1}
     incident.refresh_from_db()
     assert incident.status == Status.TRIGGERED
     assert paged_levels(incident) == [1, 2, 1]
 
     # Resolved: the live state is gone and nothing else happens.
-    services.resolve_incident(incident, actor=people["ana"])
+    with committed():
+        services.resolve_incident(incident, actor=people["ana"])
     assert redis.zscore(state.DEADLINES, incident.pk) is None
     assert state.read_live([incident.pk]) == {}
     time_machine.shift(timedelta(hours=2))
-    assert escalation.check() == {"claimed": 0}
+    with committed():
+        assert escalation.check() == {"claimed": 0}
     assert kinds(incident) == [
         EventKind.OPENED,
         EventKind.PAGED,
@@ -109,24 +139,31 @@ def test_the_full_story_of_an_incident(
     ]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_the_policy_repeats_then_stays_at_the_last_level(
-    web: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
+    web: Service,
+    people: dict[str, User],
+    redis: Redis,
+    time_machine: TimeMachineFixture,
+    committed: Committed,
 ) -> None:
     web.escalation_policy = policy_with_levels((1, [people["ana"]]), (1, [people["ben"]]), repeat=1)
     web.save()
     time_machine.move_to(T0, tick=False)
-    incident = IncidentFactory(service=web)
+    with committed():
+        incident = IncidentFactory(service=web)
     for _ in range(6):
         time_machine.shift(timedelta(minutes=1, seconds=1))
-        escalation.check()
+        with committed():
+            escalation.check()
     incident.refresh_from_db()
     assert paged_levels(incident) == [1, 2, 1, 2]
     assert incident.next_escalation_at is None
     assert redis.zscore(state.DEADLINES, incident.pk) is None
 
     # By hand, the last level can still be paged again.
-    services.escalate_incident(incident, actor=people["cy"])
+    with committed():
+        services.escalate_incident(incident, actor=people["cy"])
     assert paged_levels(incident) == [1, 2, 1, 2, 2]
 
 
@@ -141,16 +178,17 @@ def paged_messages(incident: Incident) -> list[str]:
     return list(events.order_by("created_at", "pk").values_list("message", flat=True))
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_maintenance_records_the_incident_and_pages_when_the_window_ends(
-    paged_service: Service, redis: Redis, time_machine: TimeMachineFixture
+    paged_service: Service, redis: Redis, time_machine: TimeMachineFixture, committed: Committed
 ) -> None:
     """Opened during maintenance: nobody is paged, once; still open when the
     window ends, level 1 is paged then."""
     time_machine.move_to(T0, tick=False)
     end = T0 + timedelta(hours=1)
     window(paged_service, T0 - timedelta(hours=1), end)
-    incident = IncidentFactory(service=paged_service)
+    with committed():
+        incident = IncidentFactory(service=paged_service)
     incident.refresh_from_db()
     assert Page.objects.count() == 0
     assert incident.escalation_level == 0
@@ -162,13 +200,17 @@ def test_maintenance_records_the_incident_and_pages_when_the_window_ends(
 
     # Reconciliation and passes during the window change nothing, and say nothing more.
     time_machine.shift(timedelta(minutes=30))
-    assert escalation.reconcile()["started"] == 0
-    assert escalation.reconcile()["started"] == 0
-    assert escalation.check() == {"claimed": 0}
+    with committed():
+        assert escalation.reconcile()["started"] == 0
+    with committed():
+        assert escalation.reconcile()["started"] == 0
+    with committed():
+        assert escalation.check() == {"claimed": 0}
     assert len(paged_messages(incident)) == 1
 
     time_machine.shift(timedelta(minutes=30, seconds=1))
-    assert escalation.check() == {"claimed": 1, "started": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "started": 1}
     incident.refresh_from_db()
     assert incident.escalation_level == 1
     assert paged_levels(incident) == [1]
@@ -178,19 +220,25 @@ def test_maintenance_records_the_incident_and_pages_when_the_window_ends(
     ]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_window_holds_the_escalations_of_an_incident_opened_before_it(
-    paged_service: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
+    paged_service: Service,
+    people: dict[str, User],
+    redis: Redis,
+    time_machine: TimeMachineFixture,
+    committed: Committed,
 ) -> None:
     paged_service.ack_timeout_minutes = 10
     paged_service.save()
     time_machine.move_to(T0, tick=False)
-    incident = IncidentFactory(service=paged_service)  # level 1 paged; level 2 due at +5 min
+    with committed():
+        incident = IncidentFactory(service=paged_service)  # level 1 paged; level 2 due at +5 min
     end = T0 + timedelta(minutes=40)
     window(paged_service, T0 + timedelta(minutes=1), end)
 
     time_machine.shift(timedelta(minutes=5, seconds=1))
-    assert escalation.check() == {"claimed": 1, "held": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "held": 1}
     incident.refresh_from_db()
     assert incident.escalation_level == 1
     assert incident.next_escalation_at == end
@@ -199,96 +247,121 @@ def test_a_window_holds_the_escalations_of_an_incident_opened_before_it(
     assert state.read_live([incident.pk])[incident.pk].paged == ["ana"]  # still shown as paged
 
     # An acknowledgement timeout falling inside the window is held the same way.
-    services.acknowledge_incident(incident, actor=people["ana"])
+    with committed():
+        services.acknowledge_incident(incident, actor=people["ana"])
     time_machine.shift(timedelta(minutes=10))
-    assert escalation.check() == {"claimed": 1, "held": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "held": 1}
     incident.refresh_from_db()
     assert incident.status == Status.ACKNOWLEDGED
     assert len([m for m in paged_messages(incident) if m.startswith("Escalation held")]) == 1
 
     time_machine.move_to(end + timedelta(seconds=1), tick=False)
-    assert escalation.check() == {"claimed": 1, "retriggered": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "retriggered": 1}
     assert paged_levels(incident) == [1, 1]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_window_cut_short_in_the_admin_lets_its_incidents_page_at_once(
-    paged_service: Service, root: User, redis: Redis, time_machine: TimeMachineFixture
+    paged_service: Service,
+    root: User,
+    redis: Redis,
+    time_machine: TimeMachineFixture,
+    committed: Committed,
 ) -> None:
     time_machine.move_to(T0, tick=False)
     # Paged before any window, its next deadline happening to fall at the window's end.
-    other = IncidentFactory(service=paged_service, title="not held")
+    with committed():
+        other = IncidentFactory(service=paged_service, title="not held")
     Incident.objects.filter(pk=other.pk).update(next_escalation_at=T0 + timedelta(hours=4))
     state.set_deadline(other.pk, T0 + timedelta(hours=4))
     held = window(paged_service, T0 - timedelta(hours=1), T0 + timedelta(hours=4))
-    incident = IncidentFactory(service=paged_service)
+    with committed():
+        incident = IncidentFactory(service=paged_service)
     admin = Client()
     admin.force_login(root)
 
     time_machine.shift(timedelta(minutes=10))
-    response = admin.post(
-        f"/admin/paging/maintenancewindow/{held.pk}/change/",
-        {
-            "service": paged_service.pk,
-            "start_0": "2026-11-23",
-            "start_1": "02:00:00",
-            "end_0": "2026-11-23",
-            "end_1": "03:05:00",
-            "reason": "done early",
-        },
-    )
+    with committed():
+        response = admin.post(
+            f"/admin/paging/maintenancewindow/{held.pk}/change/",
+            {
+                "service": paged_service.pk,
+                "start_0": "2026-11-23",
+                "start_1": "02:00:00",
+                "end_0": "2026-11-23",
+                "end_1": "03:05:00",
+                "reason": "done early",
+            },
+        )
     assert response.status_code == 302
     incident.refresh_from_db()
     assert incident.next_escalation_at == T0 + timedelta(minutes=10)  # due now, not at 07:00
     other.refresh_from_db()
     assert other.next_escalation_at == T0 + timedelta(hours=4)  # an ordinary deadline stays
-    assert escalation.check() == {"claimed": 1, "started": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "started": 1}
     assert paged_levels(incident) == [1]
 
     # Deleting a window releases what it held too.
-    second = IncidentFactory(service=paged_service, title="later")
-    assert escalation.check() == {"claimed": 0}
+    with committed():
+        second = IncidentFactory(service=paged_service, title="later")
+    with committed():
+        assert escalation.check() == {"claimed": 0}
     gone = window(paged_service, T0, T0 + timedelta(hours=1))
     Incident.objects.filter(pk=second.pk).update(escalation_level=0, next_escalation_at=None)
-    escalation.start(second.pk)
+    with committed():
+        escalation.start(second.pk)
     second.refresh_from_db()
     assert second.next_escalation_at == T0 + timedelta(hours=1)
-    response = admin.post(f"/admin/paging/maintenancewindow/{gone.pk}/delete/", {"post": "yes"})
+    with committed():
+        response = admin.post(f"/admin/paging/maintenancewindow/{gone.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
-    assert escalation.check() == {"claimed": 1, "started": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "started": 1}
     assert paged_levels(second) == [1, 1]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_an_incident_set_to_land_unpaged_says_so_once(paged_service: Service, redis: Redis) -> None:
-    incident = IncidentFactory(service=paged_service, data={"unpaged": True})
+@pytest.mark.django_db
+def test_an_incident_set_to_land_unpaged_says_so_once(
+    paged_service: Service, redis: Redis, committed: Committed
+) -> None:
+    with committed():
+        incident = IncidentFactory(service=paged_service, data={"unpaged": True})
     for _ in range(3):
-        assert escalation.reconcile()["started"] == 0
+        with committed():
+            assert escalation.reconcile()["started"] == 0
     assert Page.objects.count() == 0
     assert paged_messages(incident) == ["Nobody paged: this incident was set to land unpaged"]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_service_without_a_policy_says_so_and_cannot_be_escalated(
-    web: Service, redis: Redis
+    web: Service, redis: Redis, committed: Committed
 ) -> None:
-    incident = IncidentFactory(service=web)
+    with committed():
+        incident = IncidentFactory(service=web)
     assert "no escalation policy" in incident.timeline.get(kind=EventKind.PAGED).message
-    with pytest.raises(NoEscalationPolicy):
+    with pytest.raises(NoEscalationPolicy), committed():
         services.escalate_incident(incident, actor=None)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_people_without_contact_methods_show_as_failed_pages(web: Service, redis: Redis) -> None:
+@pytest.mark.django_db
+def test_people_without_contact_methods_show_as_failed_pages(
+    web: Service, redis: Redis, committed: Committed
+) -> None:
     nobody = UserFactory(username="dana")
     web.escalation_policy = policy_with_levels((5, [nobody]))
     web.save()
-    incident = IncidentFactory(service=web)
+    with committed():
+        incident = IncidentFactory(service=web)
     page = Page.objects.get(incident=incident)
     assert page.status == PageStatus.FAILED
     assert page.error == "no contact method"
 
 
+# Real commits: the checkers are threads with connections of their own.
 @pytest.mark.django_db(transaction=True)
 def test_two_checkers_at_once_escalate_each_incident_exactly_once(
     paged_service: Service, redis: Redis, time_machine: TimeMachineFixture
@@ -319,31 +392,38 @@ def test_two_checkers_at_once_escalate_each_incident_exactly_once(
         assert incident.timeline.filter(kind=EventKind.ESCALATED).count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_flushing_redis_loses_no_due_escalation(
-    paged_service: Service, redis: Redis, time_machine: TimeMachineFixture
+    paged_service: Service, redis: Redis, time_machine: TimeMachineFixture, committed: Committed
 ) -> None:
     time_machine.move_to(T0, tick=False)
-    incident = IncidentFactory(service=paged_service)
-    redis.flushall()
+    with committed():
+        incident = IncidentFactory(service=paged_service)
+    redis.flushdb()  # triage's database; parallel test workers use others of the same server
     time_machine.shift(timedelta(minutes=6))
-    assert escalation.check() == {"claimed": 0}  # Redis knows nothing
-    assert escalation.reconcile() == {"started": 0, "deadlines": 1}
-    assert escalation.check() == {"claimed": 1, "escalated": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 0}  # Redis knows nothing
+    with committed():
+        assert escalation.reconcile() == {"started": 0, "deadlines": 1}
+    with committed():
+        assert escalation.check() == {"claimed": 1, "escalated": 1}
     assert paged_levels(incident) == [1, 2]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_an_incident_whose_paging_never_started_is_started_by_reconciliation(
-    paged_service: Service, redis: Redis
+    paged_service: Service, redis: Redis, committed: Committed
 ) -> None:
-    incident = IncidentFactory(service=paged_service)
+    with committed():
+        incident = IncidentFactory(service=paged_service)
     Page.objects.all().delete()
     Incident.objects.filter(pk=incident.pk).update(escalation_level=0, next_escalation_at=None)
-    assert escalation.reconcile()["started"] == 1
+    with committed():
+        assert escalation.reconcile()["started"] == 1
     assert paged_levels(incident) == [1]
 
 
+# Real commits: the acknowledgement and the check race from two threads.
 @pytest.mark.django_db(transaction=True)
 def test_acknowledge_racing_an_escalation_leaves_a_consistent_state(
     paged_service: Service, people: dict[str, User], redis: Redis, time_machine: TimeMachineFixture
@@ -385,6 +465,7 @@ def test_acknowledge_racing_an_escalation_leaves_a_consistent_state(
     assert escalation.check() == {"claimed": 0}
 
 
+# Real commits: the test counts them.
 @pytest.mark.django_db(transaction=True)
 def test_nobody_paged_is_written_in_the_opening_transaction(web: Service, redis: Redis) -> None:
     """An unrouted alert costs one transaction, and its "nobody paged" row

