@@ -34,6 +34,8 @@ def _fresh_read_model() -> None:
     """A version of "what is open" no earlier test cached anything under: the
     database starts empty again, Redis keeps the cached dashboards."""
     readmodel.bump()
+
+
 # tryfirst: pytest-xdist reads the groups in its own hook of the same name.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
