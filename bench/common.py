@@ -64,7 +64,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gunicorn(workers: int = 2, threads: int = 4) -> tuple[subprocess.Popen[bytes], str]:
+def start_gunicorn(
+    workers: int = 2, threads: int = 4, **env: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn with triage's config file on a free port; ``env`` adds variables."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -80,13 +83,13 @@ def start_gunicorn(workers: int = 2, threads: int = 4) -> tuple[subprocess.Popen
             "triage.wsgi",
         ],
         cwd=ROOT,
-        env={**os.environ, "LOG_LEVEL": "warning"},
+        env={**os.environ, "LOG_LEVEL": "warning", **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{base}/healthz", timeout=1):

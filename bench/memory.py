@@ -13,50 +13,17 @@ each worker, started back to back in the same run.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import psutil
-from common import BIN, ROOT, Figure, free_port, print_table, setup_django, stop
+from common import Figure, print_table, setup_django, start_gunicorn, stop
 
 WORKERS = 2
 WARM_REQUESTS = 200  # per worker, spread over the pages below
 TARGET_SECOND_WORKER_USS_MB = 40
-
-
-def _start(preload: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "-c",
-            str(ROOT / "triage" / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(WORKERS),
-            "triage.wsgi",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "LOG_LEVEL": "warning", "GUNICORN_PRELOAD": str(preload).lower()},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
-                return process, base
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("gunicorn did not start")
 
 
 def _seed() -> tuple[str, int]:
@@ -103,7 +70,7 @@ def _workers(master_pid: int) -> list[psutil.Process]:
 
 
 def _measure(preload: bool, seed: tuple[str, int]) -> list[Figure]:
-    process, base = _start(preload)
+    process, base = start_gunicorn(WORKERS, GUNICORN_PRELOAD=str(preload).lower())
     try:
         _warm(base, *seed)
         time.sleep(0.5)
