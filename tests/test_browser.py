@@ -374,8 +374,12 @@ def test_the_list_stops_polling_while_the_tab_is_hidden_and_catches_up_when_show
 
 PHONE = {"width": 390, "height": 844}  # an iPhone 12-15's CSS viewport
 _NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth"
+# Cells whose label (shown before them on a phone) is not their column's heading.
 _UNLABELLED_CELLS = """selector => Array.from(document.querySelectorAll(selector))
-  .filter(td => getComputedStyle(td, '::before').content.replace(/"/g, '') !== td.dataset.label)
+  .filter(td => {
+    const heading = td.closest('table').querySelectorAll('thead th')[td.cellIndex];
+    return getComputedStyle(td, '::before').content.replace(/"/g, '') !== heading.textContent;
+  })
   .map(td => td.outerHTML.slice(0, 80))"""
 
 
