@@ -41,6 +41,13 @@ class Lifecycle:
     def opened(self, incident: Incident, *, now: datetime) -> None:
         """A new incident (not a repeat that joined one)."""
 
+    def opened_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        """Several new incidents, opened in one transaction (a large
+        Alertmanager notification). Calls ``opened`` for each; override it to
+        write their rows in bulk."""
+        for incident in incidents:
+            self.opened(incident, now=now)
+
     def acknowledged(self, incident: Incident, *, now: datetime) -> None:
         """Someone took it; ``next_escalation_at`` is the ack timeout, if any."""
 
@@ -87,6 +94,10 @@ class _Everyone(Lifecycle):
     def opened(self, incident: Incident, *, now: datetime) -> None:
         for hooks in _lifecycles:
             hooks.opened(incident, now=now)
+
+    def opened_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        for hooks in _lifecycles:
+            hooks.opened_many(incidents, now=now)
 
     def acknowledged(self, incident: Incident, *, now: datetime) -> None:
         for hooks in _lifecycles:

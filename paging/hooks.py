@@ -24,6 +24,9 @@ class PagingLifecycle(Lifecycle):
     def opened(self, incident: Incident, *, now: datetime) -> None:
         escalation.on_opened(incident, now=now)
 
+    def opened_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        escalation.on_opened_many(incidents, now=now)
+
     def acknowledged(self, incident: Incident, *, now: datetime) -> None:
         escalation.on_acknowledged(incident)
 
