@@ -54,6 +54,12 @@ class Lifecycle:
     def resolved(self, incident: Incident, *, now: datetime) -> None:
         """Resolved: nothing more is due."""
 
+    def resolved_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        """Several incidents resolved in one transaction. Calls ``resolved``
+        for each; override it to act on them at once."""
+        for incident in incidents:
+            self.resolved(incident, now=now)
+
     def reopened(self, incident: Incident, *, now: datetime) -> None:
         """Resolved → triggered, at level 0 as if new."""
 
@@ -106,6 +112,10 @@ class _Everyone(Lifecycle):
     def resolved(self, incident: Incident, *, now: datetime) -> None:
         for hooks in _lifecycles:
             hooks.resolved(incident, now=now)
+
+    def resolved_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        for hooks in _lifecycles:
+            hooks.resolved_many(incidents, now=now)
 
     def reopened(self, incident: Incident, *, now: datetime) -> None:
         for hooks in _lifecycles:

@@ -418,6 +418,37 @@ def open_or_join_many(
     ]
 
 
+def resolve_many(incidents: Sequence[Incident], *, now: datetime, message: str) -> None:
+    """``resolve_incident`` for open incidents the caller has locked
+    (``lock_open_incidents``), by the system: one UPDATE and one INSERT of
+    their timeline events, whatever their number (an alert storm ending
+    resolves thousands at once)."""
+    if not incidents:
+        return
+    with transaction.atomic():
+        Incident.objects.filter(pk__in=[incident.pk for incident in incidents]).update(
+            status=Status.RESOLVED,
+            resolved_at=now,
+            resolved_by=None,
+            next_escalation_at=None,
+            updated_at=timezone.now(),  # as auto_now would on save()
+        )
+        for incident in incidents:
+            incident.status = Status.RESOLVED
+            incident.resolved_at = now
+            incident.resolved_by = None
+            incident.next_escalation_at = None
+        record_events(
+            [
+                new_event(incident, EventKind.RESOLVED, actor=None, now=now, message=message)
+                for incident in incidents
+            ]
+        )
+        hooks.lifecycle.resolved_many(incidents, now=now)
+        for incident in incidents:
+            announce(incident, "resolved")
+
+
 def _via(actor: Actor, via: str) -> str:
     return f"by {actor_name(actor)} from {via}" if via else ""
 

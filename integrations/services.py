@@ -111,7 +111,12 @@ def _severity(integration: Integration, alerts: Iterable[AmAlert]) -> str:
         severity_from(alert.labels.get(integration.severity_label), integration.default_severity)
         for alert in alerts
     ]
-    return min(found or [integration.default_severity], key=Severity.rank)
+    return min(found or [integration.default_severity], key=SEVERITY_RANK.__getitem__)
+
+
+# Severity.rank builds the list of choices on each call: a notification of
+# 5,000 alerts ranks 5,000 severities.
+SEVERITY_RANK = {severity: Severity.rank(severity) for severity in Severity.values}
 
 
 def _title(alerts: list[AmAlert], common_annotations: dict[str, str]) -> str:
@@ -256,21 +261,17 @@ def _fire(
     return Outcome("opened" if opened.created else "joined", dedup_key, opened.incident.pk)
 
 
-def _settle(
+def _all_resolved(integration: Integration) -> str:
+    return f"All alerts resolved ({_sender(integration)})."
+
+
+def _note_still_firing(
     integration: Integration,
     incident: Incident,
     alerts: list[AmAlert],
     still_firing: list[dict[str, str]],
     now: datetime,
 ) -> Outcome:
-    """After resolved alerts were tracked on their (locked) incident: resolve
-    it when none of its alerts fires any more, else say which still do
-    (``still_firing``: the labels of up to 20 of them)."""
-    if not still_firing:
-        incident_services.resolve_incident(
-            incident, actor=None, now=now, message=f"All alerts resolved ({_sender(integration)})."
-        )
-        return Outcome("resolved", incident.dedup_key, incident.pk)
     names = ", ".join(sorted({labels.get("alertname", "?") for labels in still_firing}))
     incident_services.add_note(
         incident,
@@ -300,7 +301,12 @@ def _clear(
             :STILL_FIRING_SHOWN
         ]
     )
-    return _settle(integration, incident, alerts, still_firing, now)
+    if still_firing:
+        return _note_still_firing(integration, incident, alerts, still_firing, now)
+    incident_services.resolve_incident(
+        incident, actor=None, now=now, message=_all_resolved(integration)
+    )
+    return Outcome("resolved", dedup_key, incident.pk)
 
 
 def _still_firing(incidents: list[Incident]) -> dict[int, list[dict[str, str]]]:
@@ -361,8 +367,9 @@ def _in_bulk(
 ) -> list[Outcome]:
     """Every batch at once, with the outcomes of ``_one_by_one``: one query
     locks the open incidents of all the dedup keys, one INSERT each writes
-    the new incidents, their timeline events and the alerts. Resolving and
-    noting stay per incident (through the services, as in ``_clear``)."""
+    the new incidents, their timeline events and the alerts, one UPDATE
+    resolves the incidents whose alerts have all resolved. Notes ("still
+    firing: …") stay one per incident."""
     service = integration.service
     with transaction.atomic():
         locked = incident_services.lock_open_incidents(service, [key for key, _ in batches])
@@ -385,17 +392,20 @@ def _in_bulk(
         )
         still_firing = _still_firing([incident for incident, _ in clearing])
         outcomes: list[Outcome] = []
+        resolving: list[Incident] = []
         for key, alerts in batches:
             if key in results:
                 result = results[key]
                 action = "opened" if result.created else "joined"
                 outcomes.append(Outcome(action, key, result.incident.pk))
-            elif key in locked:
-                incident = locked[key]
-                found = still_firing.get(incident.pk, [])
-                outcomes.append(_settle(integration, incident, alerts, found, now))
-            else:
+            elif key not in locked:
                 outcomes.append(Outcome("dropped", key))
+            elif found := still_firing.get(locked[key].pk):
+                outcomes.append(_note_still_firing(integration, locked[key], alerts, found, now))
+            else:
+                resolving.append(locked[key])
+                outcomes.append(Outcome("resolved", key, locked[key].pk))
+        incident_services.resolve_many(resolving, now=now, message=_all_resolved(integration))
     return outcomes
 
 

@@ -33,6 +33,9 @@ class PagingLifecycle(Lifecycle):
     def resolved(self, incident: Incident, *, now: datetime) -> None:
         after_commit(state.forget, incident.pk)
 
+    def resolved_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        after_commit(state.forget_many, [incident.pk for incident in incidents])
+
     def reopened(self, incident: Incident, *, now: datetime) -> None:
         # Paged from level 1 as a new incident is, once the reopen committed
         # (``start`` moves only an incident still at level 0: safe twice).
