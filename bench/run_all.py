@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import alertmanager
 import dashboard
 import escalation
 import ingest
@@ -14,6 +15,7 @@ def main() -> None:
     figures += dashboard.run()
     figures += escalation.run()
     figures += ingest.run()
+    figures += alertmanager.run()
     figures += memory.run()
     print_table("triage benchmarks", figures)
 

@@ -41,11 +41,24 @@ class Lifecycle:
     def opened(self, incident: Incident, *, now: datetime) -> None:
         """A new incident (not a repeat that joined one)."""
 
+    def opened_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        """Several new incidents, opened in one transaction (a large
+        Alertmanager notification). Calls ``opened`` for each; override it to
+        write their rows in bulk."""
+        for incident in incidents:
+            self.opened(incident, now=now)
+
     def acknowledged(self, incident: Incident, *, now: datetime) -> None:
         """Someone took it; ``next_escalation_at`` is the ack timeout, if any."""
 
     def resolved(self, incident: Incident, *, now: datetime) -> None:
         """Resolved: nothing more is due."""
+
+    def resolved_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        """Several incidents resolved in one transaction. Calls ``resolved``
+        for each; override it to act on them at once."""
+        for incident in incidents:
+            self.resolved(incident, now=now)
 
     def reopened(self, incident: Incident, *, now: datetime) -> None:
         """Resolved → triggered, at level 0 as if new."""
@@ -97,6 +110,10 @@ class _Everyone(Lifecycle):
         for hooks in _lifecycles:
             hooks.opened(incident, now=now)
 
+    def opened_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        for hooks in _lifecycles:
+            hooks.opened_many(incidents, now=now)
+
     def acknowledged(self, incident: Incident, *, now: datetime) -> None:
         for hooks in _lifecycles:
             hooks.acknowledged(incident, now=now)
@@ -104,6 +121,10 @@ class _Everyone(Lifecycle):
     def resolved(self, incident: Incident, *, now: datetime) -> None:
         for hooks in _lifecycles:
             hooks.resolved(incident, now=now)
+
+    def resolved_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        for hooks in _lifecycles:
+            hooks.resolved_many(incidents, now=now)
 
     def reopened(self, incident: Incident, *, now: datetime) -> None:
         for hooks in _lifecycles:

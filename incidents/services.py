@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +46,16 @@ from incidents.models import (
     TimelineEvent,
 )
 from incidents.signals import announce
-from incidents.timeline import Actor, actor_name, actor_user, after_commit, record_event
+from incidents.timeline import (
+    BULK_BATCH,
+    Actor,
+    actor_name,
+    actor_user,
+    after_commit,
+    new_event,
+    record_event,
+    record_events,
+)
 from triage import counters
 from triage.metrics import TIME_TO_ACKNOWLEDGE_BUCKETS
 
@@ -274,6 +283,170 @@ def open_incident(
         ),
     )
     return _retry_once_on_lost_race(lambda: _open(request))
+
+
+# --- many alerts at once (a large Alertmanager notification) ------------------
+
+# For callers that open in bulk inside a transaction of their own
+# (``open_or_join_many``): the whole transaction must roll back.
+LostRace = _LostRace
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """One alert for ``open_or_join_many``: what ``open_incident`` takes, from
+    monitoring (no actor, no idempotency key)."""
+
+    dedup_key: str
+    title: str
+    severity: str
+    details: str
+    data: dict[str, Any]
+
+
+def lock_open_incidents(service: Service, dedup_keys: Sequence[str]) -> dict[str, Incident]:
+    """The service's open incidents with these dedup keys, by key, each locked
+    until the transaction ends: one query, however many keys.
+
+    The rows are locked in id order (PostgreSQL locks them as the sorted rows
+    come out). Why: two notifications sharing incidents (an Alertmanager HA
+    pair sends every notification twice) then lock their common rows in the
+    same order, so neither can hold a row the other waits for while waiting
+    for one the other holds — they cannot deadlock; the second waits for the
+    first to commit. A row resolved meanwhile no longer matches once its lock
+    is granted (PostgreSQL re-checks the WHERE), so it is left out, as
+    ``open_incident`` would not join it either.
+    """
+    found = (
+        Incident.objects.select_for_update()
+        .filter(service=service, dedup_key__in=list(dedup_keys), status__in=OPEN_STATUSES)
+        .order_by("pk")
+    )
+    locked: dict[str, Incident] = {}
+    for incident in found:
+        incident.service = service  # hooks read it; spares a query per row
+        locked[incident.dedup_key] = incident
+    return locked
+
+
+def open_or_join_many(
+    *,
+    service: Service,
+    source: str,
+    alerts: Sequence[Alerting],
+    locked: dict[str, Incident],
+    now: datetime,
+) -> list[Opened]:
+    """``open_incident`` for many alerts in one go, in the caller's transaction,
+    which has locked the open incidents with ``lock_open_incidents``.
+
+    An alert whose dedup key has an open incident in ``locked`` joins it (an
+    alert-repeat event); the others open one each. The dedup keys must be
+    distinct. Whatever the number of alerts: one INSERT of the incidents and
+    one of their timeline events (per ``BULK_BATCH`` rows), plus what the
+    ``opened_many`` hooks write. Results are in the order of ``alerts``.
+
+    Concurrency: a request that opened an incident with one of these keys
+    since the lock makes the INSERT wait for its commit and fail on the
+    unique index of open dedup keys: ``LostRace`` is raised and the caller's
+    whole transaction must roll back. Trying again then finds the winner's
+    incidents in ``lock_open_incidents`` (see ``_retry_once_on_lost_race``).
+    New incidents are inserted in the order of ``alerts``; callers that sort
+    them by dedup key make two such inserts wait on each other in key order,
+    so they cannot deadlock either.
+    """
+    if len({alert.dedup_key for alert in alerts}) != len(alerts):
+        raise ValueError("open_or_join_many needs distinct dedup keys")
+    new = [alert for alert in alerts if alert.dedup_key not in locked]
+    with transaction.atomic(), _lost_race_on_unique_violation():
+        created = Incident.objects.bulk_create(
+            [
+                Incident(
+                    service=service,
+                    title=alert.title,
+                    details=alert.details,
+                    severity=alert.severity,
+                    source=source,
+                    dedup_key=alert.dedup_key,
+                    request_fingerprint=request_fingerprint(
+                        service=service,
+                        title=alert.title,
+                        severity=alert.severity,
+                        details=alert.details,
+                        dedup_key=alert.dedup_key,
+                    ),
+                    opened_at=now,
+                )
+                for alert in new
+            ],
+            batch_size=BULK_BATCH,
+        )
+    opened = {incident.dedup_key: incident for incident in created}
+    label = Source(source).label
+    record_events(
+        [
+            new_event(
+                opened[alert.dedup_key],
+                EventKind.OPENED,
+                actor=None,
+                now=now,
+                message=f"Opened by {actor_name(None)} via {label}",
+                data=alert.data,
+            )
+            if alert.dedup_key in opened
+            else new_event(
+                locked[alert.dedup_key],
+                EventKind.ALERT,
+                actor=None,
+                now=now,
+                message=alert.title,
+                data={"source": source, **alert.data},
+            )
+            for alert in alerts
+        ]
+    )
+    if created:
+        after_commit(counters.count, "incidents_opened", (source,), len(created))
+        hooks.lifecycle.opened_many(created, now=now)
+        for incident in created:
+            announce(incident, "opened")
+    return [
+        Opened(opened[alert.dedup_key], created=True)
+        if alert.dedup_key in opened
+        else Opened(locked[alert.dedup_key], created=False, deduplicated=True)
+        for alert in alerts
+    ]
+
+
+def resolve_many(incidents: Sequence[Incident], *, now: datetime, message: str) -> None:
+    """``resolve_incident`` for open incidents the caller has locked
+    (``lock_open_incidents``), by the system: one UPDATE and one INSERT of
+    their timeline events, whatever their number (an alert storm ending
+    resolves thousands at once)."""
+    if not incidents:
+        return
+    with transaction.atomic():
+        Incident.objects.filter(pk__in=[incident.pk for incident in incidents]).update(
+            status=Status.RESOLVED,
+            resolved_at=now,
+            resolved_by=None,
+            next_escalation_at=None,
+            updated_at=timezone.now(),  # as auto_now would on save()
+        )
+        for incident in incidents:
+            incident.status = Status.RESOLVED
+            incident.resolved_at = now
+            incident.resolved_by = None
+            incident.next_escalation_at = None
+        record_events(
+            [
+                new_event(incident, EventKind.RESOLVED, actor=None, now=now, message=message)
+                for incident in incidents
+            ]
+        )
+        hooks.lifecycle.resolved_many(incidents, now=now)
+        for incident in incidents:
+            announce(incident, "resolved")
 
 
 def _via(actor: Actor, via: str) -> str:

@@ -14,6 +14,11 @@ from triage import readmodel
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
+# Rows per INSERT in bulk writes: PostgreSQL takes at most 65,535 parameters
+# a statement, and a row of the widest table written in bulk (an incident)
+# has about 25.
+BULK_BATCH = 2000
+
 
 def actor_user(actor: Actor) -> Any:
     """A user to store as actor, or None for the system and anonymous reporters."""
@@ -37,6 +42,32 @@ def record_event(
     # Every change to an incident records an event: what is open changed.
     readmodel.bump_after_commit()
     return TimelineEvent.objects.create(
+        incident=incident,
+        kind=kind,
+        actor=actor_user(actor),
+        message=message,
+        data=data or {},
+        created_at=now,
+    )
+
+
+def record_events(events: list[TimelineEvent]) -> list[TimelineEvent]:
+    """Write many timeline events in one INSERT (a bulk change's events). Build
+    them with ``new_event``."""
+    return TimelineEvent.objects.bulk_create(events, batch_size=BULK_BATCH)
+
+
+def new_event(
+    incident: Incident,
+    kind: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> TimelineEvent:
+    """The event ``record_event`` would write, not yet saved (for ``record_events``)."""
+    return TimelineEvent(
         incident=incident,
         kind=kind,
         actor=actor_user(actor),

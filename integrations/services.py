@@ -29,7 +29,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from incidents import services as incident_services
@@ -42,6 +43,8 @@ from incidents.models import (
     Source,
     Status,
 )
+from incidents.services import Alerting
+from incidents.timeline import BULK_BATCH
 from integrations.mail import Mail, dedup_text, is_resolution
 from integrations.models import Alert, AlertStatus, ChangeEvent, Grouping, Integration, Kind
 from integrations.payloads import AmAlert, AmNotification, Event, severity_from
@@ -108,7 +111,12 @@ def _severity(integration: Integration, alerts: Iterable[AmAlert]) -> str:
         severity_from(alert.labels.get(integration.severity_label), integration.default_severity)
         for alert in alerts
     ]
-    return min(found or [integration.default_severity], key=Severity.rank)
+    return min(found or [integration.default_severity], key=SEVERITY_RANK.__getitem__)
+
+
+# Severity.rank builds the list of choices on each call: a notification of
+# 5,000 alerts ranks 5,000 severities.
+SEVERITY_RANK = {severity: Severity.rank(severity) for severity in Severity.values}
 
 
 def _title(alerts: list[AmAlert], common_annotations: dict[str, str]) -> str:
@@ -171,9 +179,9 @@ def _event_data(notification: AmNotification, alerts: list[AmAlert]) -> dict[str
 
 
 def _track(
-    incident: Incident, integration: Integration, alerts: list[AmAlert], now: datetime
+    integration: Integration, tracked: list[tuple[Incident, list[AmAlert]]], now: datetime
 ) -> None:
-    """Record each alert's latest state on the incident (one upsert)."""
+    """Record each alert's latest state on its incident (one upsert for all)."""
     Alert.objects.bulk_create(
         [
             Alert(
@@ -190,6 +198,7 @@ def _track(
                 first_seen_at=now,
                 last_seen_at=now,
             )
+            for incident, alerts in tracked
             for alert in {alert.fingerprint: alert for alert in alerts}.values()
         ],
         update_conflicts=True,
@@ -205,6 +214,28 @@ def _track(
             "links",
             "last_seen_at",
         ],
+        batch_size=BULK_BATCH,
+    )
+
+
+def _source(integration: Integration) -> str:
+    return Source.GRAFANA if integration.kind == Kind.GRAFANA else Source.ALERTMANAGER
+
+
+def _alerting(
+    integration: Integration, notification: AmNotification, alerts: list[AmAlert], dedup_key: str
+) -> Alerting:
+    """The incident a batch with firing alerts opens (or the repeat it adds)."""
+    firing = [alert for alert in alerts if alert.firing]
+    # In fingerprint mode the notification's common annotations may describe
+    # other alerts of the group: only the alert's own count.
+    common = notification.common_annotations if integration.grouping == Grouping.GROUP else {}
+    return Alerting(
+        dedup_key=dedup_key,
+        title=_title(firing, common),
+        severity=_severity(integration, firing),
+        details=_details(firing, notification, common),
+        data=_event_data(notification, alerts),
     )
 
 
@@ -215,22 +246,43 @@ def _fire(
     dedup_key: str,
     now: datetime,
 ) -> Outcome:
-    firing = [alert for alert in alerts if alert.firing]
-    # In fingerprint mode the notification's common annotations may describe
-    # other alerts of the group: only the alert's own count.
-    common = notification.common_annotations if integration.grouping == Grouping.GROUP else {}
+    request = _alerting(integration, notification, alerts, dedup_key)
     opened = incident_services.open_incident(
         service=integration.service,
-        title=_title(firing, common),
-        severity=_severity(integration, firing),
-        details=_details(firing, notification, common),
-        source=Source.GRAFANA if integration.kind == Kind.GRAFANA else Source.ALERTMANAGER,
+        title=request.title,
+        severity=request.severity,
+        details=request.details,
+        source=_source(integration),
         dedup_key=dedup_key,
-        data=_event_data(notification, alerts),
+        data=request.data,
         now=now,
     )
-    _track(opened.incident, integration, alerts, now)
+    _track(integration, [(opened.incident, alerts)], now)
     return Outcome("opened" if opened.created else "joined", dedup_key, opened.incident.pk)
+
+
+def _all_resolved(integration: Integration) -> str:
+    return f"All alerts resolved ({_sender(integration)})."
+
+
+def _note_still_firing(
+    integration: Integration,
+    incident: Incident,
+    alerts: list[AmAlert],
+    still_firing: list[dict[str, str]],
+    now: datetime,
+) -> Outcome:
+    names = ", ".join(sorted({labels.get("alertname", "?") for labels in still_firing}))
+    incident_services.add_note(
+        incident,
+        actor=None,
+        now=now,
+        text=f"{_sender(integration)}: {len(alerts)} alert(s) resolved; still firing: {names}.",
+    )
+    return Outcome("updated", incident.dedup_key, incident.pk)
+
+
+STILL_FIRING_SHOWN = 20
 
 
 def _clear(
@@ -243,40 +295,60 @@ def _clear(
     incident = _open_incident_for_update(integration.service, dedup_key)
     if incident is None:
         return Outcome("dropped", dedup_key)
-    _track(incident, integration, alerts, now)
+    _track(integration, [(incident, alerts)], now)
     still_firing = list(
-        incident.alerts.filter(status=AlertStatus.FIRING).values_list("labels", flat=True)[:20]
-    )
-    if not still_firing:
-        incident_services.resolve_incident(
-            incident, actor=None, now=now, message=f"All alerts resolved ({_sender(integration)})."
-        )
-        return Outcome("resolved", dedup_key, incident.pk)
-    names = ", ".join(sorted({labels.get("alertname", "?") for labels in still_firing}))
-    incident_services.add_note(
-        incident,
-        actor=None,
-        now=now,
-        text=f"{_sender(integration)}: {len(alerts)} alert(s) resolved; still firing: {names}.",
-    )
-    return Outcome("updated", dedup_key, incident.pk)
-
-
-def ingest_alertmanager(
-    integration: Integration, notification: AmNotification, *, now: datetime | None = None
-) -> list[Outcome]:
-    """Apply one webhook notification (Alertmanager's or Grafana's). Returns
-    what happened per incident."""
-    now = now or timezone.now()
-    if integration.grouping == Grouping.GROUP:
-        batches = [(_group_dedup_key(integration, notification.group_key), notification.alerts)]
-    else:
-        # Sorted, so concurrent deliveries lock incidents in the same order
-        # and cannot deadlock each other.
-        batches = [
-            (_alert_dedup_key(integration, alert.fingerprint), [alert])
-            for alert in sorted(notification.alerts, key=lambda alert: alert.fingerprint)
+        incident.alerts.filter(status=AlertStatus.FIRING).values_list("labels", flat=True)[
+            :STILL_FIRING_SHOWN
         ]
+    )
+    if still_firing:
+        return _note_still_firing(integration, incident, alerts, still_firing, now)
+    incident_services.resolve_incident(
+        incident, actor=None, now=now, message=_all_resolved(integration)
+    )
+    return Outcome("resolved", dedup_key, incident.pk)
+
+
+def _still_firing(incidents: list[Incident]) -> dict[int, list[dict[str, str]]]:
+    """For each incident, the labels of up to 20 of its firing alerts (the
+    first seen, as ``_clear`` reads them): one query for all."""
+    if not incidents:
+        return {}
+    rows = (
+        Alert.objects.filter(incident__in=incidents, status=AlertStatus.FIRING)
+        .annotate(
+            rank=Window(RowNumber(), partition_by=[F("incident")], order_by=["first_seen_at", "pk"])
+        )
+        .filter(rank__lte=STILL_FIRING_SHOWN)
+        .values_list("incident_id", "labels")
+    )
+    found: dict[int, list[dict[str, str]]] = {}
+    for incident_id, labels in rows:
+        found.setdefault(incident_id, []).append(labels)
+    return found
+
+
+def _batches(
+    integration: Integration, notification: AmNotification
+) -> list[tuple[str, list[AmAlert]]]:
+    """(dedup key, alerts) of each incident the notification is about."""
+    if integration.grouping == Grouping.GROUP:
+        return [(_group_dedup_key(integration, notification.group_key), notification.alerts)]
+    # Sorted, so concurrent deliveries lock incidents and insert new ones in
+    # the same order and cannot deadlock each other.
+    return [
+        (_alert_dedup_key(integration, alert.fingerprint), [alert])
+        for alert in sorted(notification.alerts, key=lambda alert: alert.fingerprint)
+    ]
+
+
+def _one_by_one(
+    integration: Integration,
+    notification: AmNotification,
+    batches: list[tuple[str, list[AmAlert]]],
+    now: datetime,
+) -> list[Outcome]:
+    """Each batch on its own: ``open_incident`` settles every race by itself."""
     outcomes: list[Outcome] = []
     with transaction.atomic():
         for dedup_key, alerts in batches:
@@ -285,6 +357,83 @@ def ingest_alertmanager(
             else:
                 outcomes.append(_clear(integration, notification, alerts, dedup_key, now))
     return outcomes
+
+
+def _in_bulk(
+    integration: Integration,
+    notification: AmNotification,
+    batches: list[tuple[str, list[AmAlert]]],
+    now: datetime,
+) -> list[Outcome]:
+    """Every batch at once, with the outcomes of ``_one_by_one``: one query
+    locks the open incidents of all the dedup keys, one INSERT each writes
+    the new incidents, their timeline events and the alerts, one UPDATE
+    resolves the incidents whose alerts have all resolved. Notes ("still
+    firing: …") stay one per incident."""
+    service = integration.service
+    with transaction.atomic():
+        locked = incident_services.lock_open_incidents(service, [key for key, _ in batches])
+        firing = [(key, alerts) for key, alerts in batches if any(a.firing for a in alerts)]
+        opened = incident_services.open_or_join_many(
+            service=service,
+            source=_source(integration),
+            alerts=[_alerting(integration, notification, alerts, key) for key, alerts in firing],
+            locked=locked,
+            now=now,
+        )
+        results = {key: result for (key, _), result in zip(firing, opened, strict=True)}
+        clearing = [
+            (locked[key], alerts) for key, alerts in batches if key not in results and key in locked
+        ]
+        _track(
+            integration,
+            [(results[key].incident, alerts) for key, alerts in firing] + clearing,
+            now,
+        )
+        still_firing = _still_firing([incident for incident, _ in clearing])
+        outcomes: list[Outcome] = []
+        resolving: list[Incident] = []
+        for key, alerts in batches:
+            if key in results:
+                result = results[key]
+                action = "opened" if result.created else "joined"
+                outcomes.append(Outcome(action, key, result.incident.pk))
+            elif key not in locked:
+                outcomes.append(Outcome("dropped", key))
+            elif found := still_firing.get(locked[key].pk):
+                outcomes.append(_note_still_firing(integration, locked[key], alerts, found, now))
+            else:
+                resolving.append(locked[key])
+                outcomes.append(Outcome("resolved", key, locked[key].pk))
+        incident_services.resolve_many(resolving, now=now, message=_all_resolved(integration))
+    return outcomes
+
+
+def ingest_alertmanager(
+    integration: Integration, notification: AmNotification, *, now: datetime | None = None
+) -> list[Outcome]:
+    """Apply one webhook notification (Alertmanager's or Grafana's), in one
+    transaction. Returns what happened per incident.
+
+    Applied in bulk: a notification of 5,000 alerts (an alert storm, each its
+    own incident in fingerprint mode) costs a few statements, not a few per
+    alert. A concurrent delivery that opened one of its incidents first makes
+    the bulk insert fail (``LostRace``) and roll back: the second attempt
+    finds that delivery's incidents and joins them. Losing twice (a third
+    sender meanwhile) falls back to applying the batches one by one, where
+    ``open_incident`` settles each race by itself. Two alerts with the same
+    fingerprint in one notification are applied one by one too, as before
+    (the second repeats on the incident the first opened).
+    """
+    now = now or timezone.now()
+    batches = _batches(integration, notification)
+    if len({key for key, _ in batches}) == len(batches):
+        for _attempt in range(2):
+            try:
+                return _in_bulk(integration, notification, batches, now)
+            except incident_services.LostRace:
+                continue
+    return _one_by_one(integration, notification, batches, now)
 
 
 # --- Events API v2 ----------------------------------------------------------

@@ -22,6 +22,7 @@ reconciliation puts it right (``reconcile``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +36,14 @@ from django.utils import timezone
 from incidents import services
 from incidents.models import OPEN_STATUSES, EventKind, Incident, Status, TimelineEvent
 from incidents.signals import announce
-from incidents.timeline import Actor, actor_name, after_commit, record_event
+from incidents.timeline import (
+    Actor,
+    actor_name,
+    after_commit,
+    new_event,
+    record_event,
+    record_events,
+)
 from paging import oncall, state
 from paging.models import (
     ContactMethod,
@@ -474,6 +482,17 @@ def on_opened(incident: Incident, *, now: datetime) -> None:
         after_commit(start, incident.pk)
 
 
+def on_opened_many(incidents: Sequence[Incident], *, now: datetime) -> None:
+    """``on_opened`` for incidents opened together (the ``opened_many`` hook):
+    the "nobody paged" rows of those without a policy in one INSERT, and
+    paging started after the commit for each of the others."""
+    unrouted = [i for i in incidents if i.service.escalation_policy_id is None]
+    record_events([_no_policy_event(incident, now) for incident in unrouted])
+    for incident in incidents:
+        if incident.service.escalation_policy_id is not None:
+            after_commit(start, incident.pk)
+
+
 def start(incident_id: int, *, now: datetime | None = None) -> None:
     """Page level 1 of a new (or reopened) incident, unless paging is suppressed.
 
@@ -528,7 +547,11 @@ def _begin(incident: Incident, *, now: datetime, reason: str) -> str:
 
 
 def _record_no_policy(incident: Incident, now: datetime) -> None:
-    record_event(
+    _no_policy_event(incident, now).save()
+
+
+def _no_policy_event(incident: Incident, now: datetime) -> TimelineEvent:
+    return new_event(
         incident,
         EventKind.PAGED,
         actor=None,

@@ -24,11 +24,17 @@ class PagingLifecycle(Lifecycle):
     def opened(self, incident: Incident, *, now: datetime) -> None:
         escalation.on_opened(incident, now=now)
 
+    def opened_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        escalation.on_opened_many(incidents, now=now)
+
     def acknowledged(self, incident: Incident, *, now: datetime) -> None:
         escalation.on_acknowledged(incident)
 
     def resolved(self, incident: Incident, *, now: datetime) -> None:
         after_commit(state.forget, incident.pk)
+
+    def resolved_many(self, incidents: Sequence[Incident], *, now: datetime) -> None:
+        after_commit(state.forget_many, [incident.pk for incident in incidents])
 
     def reopened(self, incident: Incident, *, now: datetime) -> None:
         # Paged from level 1 as a new incident is, once the reopen committed

@@ -135,6 +135,15 @@ def forget(incident_id: int) -> None:
     pipe.execute()
 
 
+def forget_many(incident_ids: Sequence[int]) -> None:
+    """``forget`` for many incidents, in one round trip."""
+    pipe = client().pipeline()
+    for incident_id in incident_ids:
+        pipe.delete(_incident_key(incident_id))
+    pipe.zrem(DEADLINES, *incident_ids)
+    pipe.execute()
+
+
 def read_live(incident_ids: Sequence[int]) -> dict[int, Live]:
     """Live state of these incidents (missing ones are simply absent)."""
     if not incident_ids:
