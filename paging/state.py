@@ -34,6 +34,7 @@ from datetime import datetime
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis import Redis
+from redis.client import Pipeline
 
 PREFIX = "triage:paging:"
 DEADLINES = PREFIX + "deadlines"
@@ -104,8 +105,13 @@ def write_live(incident_id: int, live: Live, *, index: bool = True) -> None:
     reconciliation's snapshot may be older than a concurrent move, so it goes
     through ``merge_deadlines`` instead.
     """
-    key = _incident_key(incident_id)
     pipe = client().pipeline()
+    _queue_live(pipe, incident_id, live, index=index)
+    pipe.execute()
+
+
+def _queue_live(pipe: Pipeline, incident_id: int, live: Live, *, index: bool) -> None:
+    key = _incident_key(incident_id)
     pipe.hset(
         key,
         mapping={
@@ -121,6 +127,16 @@ def write_live(incident_id: int, live: Live, *, index: bool = True) -> None:
         pipe.zrem(DEADLINES, incident_id)
     elif index and live.next_at is not None:
         pipe.zadd(DEADLINES, {str(incident_id): live.next_at.timestamp()})
+
+
+def write_live_many(lives: Sequence[tuple[int, Live]]) -> None:
+    """``write_live`` (with ``index``) for many incidents, pipelined: an
+    escalation storm's chunk costs a few round trips, not one per incident."""
+    pipe = client().pipeline(transaction=False)
+    for n, (incident_id, live) in enumerate(lives, 1):
+        _queue_live(pipe, incident_id, live, index=True)
+        if n % 1000 == 0:
+            pipe.execute()
     pipe.execute()
 
 
