@@ -14,7 +14,10 @@ one's result. The hooks run inside the incident service's transaction after
 it locked the row, so a manual escalation, a reopen and a re-trigger are
 serialised the same way. A beat-driven escalation only runs when the locked
 row's deadline has passed; the move itself pushes the deadline forward (or
-clears it), so the same deadline can never be acted on twice. Redis is updated after
+clears it), so the same deadline can never be acted on twice. An escalation
+storm (many deadlines due at once) is acted on in chunks, each one
+transaction locking its rows in id order (``escalate_many``), under the same
+rule. Redis is updated after
 commit and is only an index: when it is wrong or empty, the next
 reconciliation puts it right (``reconcile``).
 """

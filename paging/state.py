@@ -130,13 +130,20 @@ def _queue_live(pipe: Pipeline, incident_id: int, live: Live, *, index: bool) ->
 
 
 def write_live_many(lives: Sequence[tuple[int, Live]]) -> None:
-    """``write_live`` (with ``index``) for many incidents, pipelined: an
-    escalation storm's chunk costs a few round trips, not one per incident."""
+    """``write_live`` (with ``index``) for many incidents, pipelined, with one
+    ZADD / ZREM for all their deadlines: an escalation storm's chunk costs a
+    few round trips, not one per incident."""
     pipe = client().pipeline(transaction=False)
-    for n, (incident_id, live) in enumerate(lives, 1):
-        _queue_live(pipe, incident_id, live, index=True)
-        if n % 1000 == 0:
-            pipe.execute()
+    for incident_id, live in lives:
+        _queue_live(pipe, incident_id, live, index=False)
+    due = {
+        str(incident_id): live.next_at.timestamp() for incident_id, live in lives if live.next_at
+    }
+    if due:
+        pipe.zadd(DEADLINES, due)
+    done = [incident_id for incident_id, live in lives if live.next_at is None]
+    if done:
+        pipe.zrem(DEADLINES, *done)
     pipe.execute()
 
 

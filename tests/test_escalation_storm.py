@@ -228,3 +228,21 @@ def test_a_storm_due_before_the_next_pass_is_scheduled_in_chunks(
     assert sorted(len(chunk) for chunk in _chunks(redis)) == [5, 10, 10]
     assert _queued(redis, "paging.escalate_due") == [[lone.pk]]
     assert sorted(i for chunk in _chunks(redis) for i in chunk) == ids
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_paging_the_last_level_leaves_no_deadline(
+    web: Service, redis: Redis, time_machine: TimeMachineFixture
+) -> None:
+    ana = UserFactory(username="ana")
+    contact(ana)
+    web.escalation_policy = policy_with_levels((5, [ana]), (10, [ana]))
+    web.save()
+    ids = _storm(web, 5)
+    time_machine.move_to(T0 + timedelta(seconds=1), tick=False)
+    assert escalation.check() == {"claimed": 5, "escalated": 5}
+    assert set(
+        Incident.objects.filter(pk__in=ids).values_list("next_escalation_at", flat=True)
+    ) == {None}
+    assert redis.zcard(state.DEADLINES) == 0
+    assert {live.next_at for live in state.read_live(ids).values()} == {None}
