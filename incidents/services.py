@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from psycopg import errors as pg_errors
 
@@ -699,6 +700,32 @@ def advance_escalation(incident: Incident, move: EscalationMove) -> None:
             "updated_at",
         ]
     )
+
+
+def advance_escalations(moves: list[tuple[Incident, EscalationMove]]) -> None:
+    """``advance_escalation`` for many incidents (an escalation storm's chunk):
+    one UPDATE per distinct move, usually one for the whole chunk. The caller
+    holds every row's lock in the same transaction, so the step each row
+    reads and adds one to is the one the caller decided from."""
+    now = timezone.now()
+    groups: dict[tuple[int, int, datetime | None], list[int]] = {}
+    for incident, move in moves:
+        incident.escalation_level = move.level
+        incident.escalation_cycle = move.cycle
+        incident.escalation_step += 1
+        incident.next_escalation_at = move.next_at
+        incident.nobody_reached_at = None
+        incident.updated_at = now
+        groups.setdefault((move.level, move.cycle, move.next_at), []).append(incident.pk)
+    for (level, cycle, next_at), ids in groups.items():
+        Incident.objects.filter(pk__in=ids).update(
+            escalation_level=level,
+            escalation_cycle=cycle,
+            escalation_step=F("escalation_step") + 1,
+            next_escalation_at=next_at,
+            nobody_reached_at=None,
+            updated_at=now,
+        )
 
 
 def set_escalation_deadline(incident: Incident, at: datetime | None) -> None:

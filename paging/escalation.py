@@ -14,7 +14,10 @@ one's result. The hooks run inside the incident service's transaction after
 it locked the row, so a manual escalation, a reopen and a re-trigger are
 serialised the same way. A beat-driven escalation only runs when the locked
 row's deadline has passed; the move itself pushes the deadline forward (or
-clears it), so the same deadline can never be acted on twice. Redis is updated after
+clears it), so the same deadline can never be acted on twice. An escalation
+storm (many deadlines due at once) is acted on in chunks, each one
+transaction locking its rows in id order (``escalate_many``), under the same
+rule. Redis is updated after
 commit and is only an index: when it is wrong or empty, the next
 reconciliation puts it right (``reconcile``).
 """
@@ -375,6 +378,22 @@ def _enqueue_delivery(page_id: int, due_at: datetime) -> None:
     celery_app.send_task("paging.deliver_page", args=[page_id], eta=due_at)
 
 
+def queue_deliveries(page_ids: list[int]) -> int:
+    """Queue the delivery of a storm chunk's pages that are still queued,
+    through one broker connection (one task per page still: a slow channel
+    delays only its own page). A page queued twice is sent once
+    (``notify._claim``)."""
+    pending = list(
+        Page.objects.filter(pk__in=page_ids, status=PageStatus.QUEUED).values_list("pk", "due_at")
+    )
+    with celery_app.producer_or_acquire() as producer:
+        for page_id, due_at in pending:
+            celery_app.send_task(
+                "paging.deliver_page", args=[page_id], eta=due_at, producer=producer
+            )
+    return len(pending)
+
+
 def _sync_after_commit(incident: Incident, paged: list[str] | None, now: datetime) -> None:
     live = state.Live(
         level=incident.escalation_level,
@@ -641,31 +660,59 @@ def on_retriggered(incident: Incident, *, now: datetime) -> None:
     advance(incident, now=now, reason="ack_timeout", lateness=_lateness(incident, now))
 
 
-def check(
-    *, now: datetime | None = None, lookahead: float | None = None, limit: int = 500
-) -> dict[str, Any]:
-    """One escalation pass: claim what is due in Redis, act on each, beat the heart.
+@dataclass(frozen=True)
+class _LevelPaging:
+    """Whom a level pages at one moment, and how: computed once per level and
+    chunk (on-call resolution and contact methods are the same for every
+    incident of the chunk, which shares one ``now``)."""
 
-    Deadlines that fall before the next pass (within ``lookahead`` seconds,
-    the check interval) are handed to a task timed for the deadline itself, so
-    an escalation is late by milliseconds rather than by up to a whole
-    interval. That task runs ``escalate_due`` like this pass does; if it is
-    lost, the claim's lease runs out and a later pass takes the deadline again.
-    Costs one Redis round trip when nothing is due, whatever the number of
-    open incidents.
+    names: list[str]
+    plan: list[_Plan]
+
+    @property
+    def reaches_someone(self) -> bool:
+        return any(item.method is not None for item in self.plan)
+
+
+def _level_paging(level: EscalationLevel, now: datetime) -> _LevelPaging:
+    people = level_targets(level, at=now)
+    return _LevelPaging([person.get_username() for person in people], _notification_plan(people))
+
+
+def escalate_many(incident_ids: list[int], *, now: datetime | None = None) -> dict[str, int]:
+    """Act on many claimed deadlines at once (a chunk of an escalation storm).
+    Returns how many had each outcome (``escalate_due``'s names).
+
+    The common case, a triggered incident paged at level ≥ 1 whose deadline
+    has passed, outside any maintenance window, whose next level reaches at
+    least one person, is escalated in bulk: one transaction locks the whole
+    chunk's rows, decides each move from its locked row exactly as
+    ``escalate_due`` does (``next_move``), and writes the moves, pages and
+    timeline entries with a constant number of statements. Everything else
+    (not due any more, acknowledged, held, never started, gone, a level that
+    reaches nobody) goes through ``escalate_due`` one by one afterwards.
+
+    Why nothing is escalated twice: the rows are locked ``ORDER BY pk``, so
+    two chunks sharing incidents (two checkers, a lease that ran out while a
+    chunk waited in the queue, a retried chunk) queue on the locks in the
+    same order instead of deadlocking, and the second one finds each
+    deadline pushed forward by the first (the move sets the next deadline
+    before the locks are released) and leaves it alone. The chunk is all or
+    nothing: a worker dying mid-chunk rolls the whole transaction back, and
+    the claim's lease (or the broker's redelivery) brings every deadline of
+    it back. If the bulk transaction fails (a deadlock with
+    ``release_holds``, a database error), each incident is tried on its own,
+    so one bad incident cannot stop the others.
     """
     now = now or timezone.now()
-    if lookahead is None:
-        lookahead = settings.ESCALATION_CHECK_SECONDS
-    claimed = state.claim_due(now.timestamp() + lookahead, limit=limit)
     outcomes: dict[str, int] = {}
-    for incident_id, deadline in claimed:
-        if deadline > now.timestamp():
-            celery_app.send_task(
-                "paging.escalate_due", args=[incident_id], eta=datetime.fromtimestamp(deadline, UTC)
-            )
-            outcomes["scheduled"] = outcomes.get("scheduled", 0) + 1
-            continue
+    try:
+        slow = _escalate_in_bulk(incident_ids, now=now, outcomes=outcomes)
+    except Exception:
+        logger.exception("bulk escalation failed; escalating one by one")
+        outcomes.clear()
+        slow = list(incident_ids)
+    for incident_id in slow:
         try:
             outcome = escalate_due(incident_id, now=now)
         except Exception:
@@ -674,6 +721,236 @@ def check(
             logger.exception("escalation failed", extra={"incident_id": incident_id})
             outcome = "error"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def _escalate_in_bulk(
+    incident_ids: list[int], *, now: datetime, outcomes: dict[str, int]
+) -> list[int]:
+    """The bulk part of ``escalate_many``; returns the ids left to ``escalate_due``."""
+    if len(incident_ids) < 2:
+        return list(incident_ids)
+    slow: list[int] = []
+    with transaction.atomic():
+        locked = list(
+            Incident.objects.select_for_update(of=("self",))
+            .select_related("service__escalation_policy")
+            .filter(pk__in=incident_ids)
+            .order_by("pk")
+        )
+        found = {incident.pk for incident in locked}
+        slow += [incident_id for incident_id in incident_ids if incident_id not in found]
+        held = set(
+            MaintenanceWindow.objects.filter(
+                service_id__in={incident.service_id for incident in locked},
+                start__lte=now,
+                end__gt=now,
+            ).values_list("service_id", flat=True)
+        )
+        levels_of: dict[int, list[EscalationLevel]] = {}
+        paging_of: dict[int, _LevelPaging] = {}
+        moves: list[tuple[Incident, services.EscalationMove, _LevelPaging, float]] = []
+        for incident in locked:
+            due = incident.next_escalation_at
+            policy = incident.service.escalation_policy
+            if (
+                due is None
+                or due > now
+                or incident.status != Status.TRIGGERED
+                or incident.escalation_level == 0
+                or policy is None
+                or incident.service_id in held
+            ):
+                slow.append(incident.pk)
+                continue
+            if policy.pk not in levels_of:
+                levels_of[policy.pk] = _levels(policy)
+            levels = levels_of[policy.pk]
+            if not levels:
+                slow.append(incident.pk)
+                continue
+            move = next_move(incident, policy, levels, now=now)
+            level = levels[move.level - 1]
+            if level.pk not in paging_of:
+                paging_of[level.pk] = _level_paging(level, now)
+            paging = paging_of[level.pk]
+            if not paging.reaches_someone:
+                # Nobody reached means paging the next level at once or
+                # flagging the incident: the one-by-one path decides that.
+                slow.append(incident.pk)
+                continue
+            moves.append((incident, move, paging, (now - due).total_seconds()))
+        if not moves:
+            return slow
+        services.advance_escalations([(incident, move) for incident, move, _, _ in moves])
+        events: list[TimelineEvent] = []
+        pages: list[Page] = []
+        for incident, _, paging, lateness in moves:
+            events.append(_escalated_event(incident, now, lateness))
+            pages += _pages(incident, paging, now)
+            events += _paged_events(incident, paging, now)
+        Page.objects.bulk_create(pages, batch_size=1000)
+        TimelineEvent.objects.bulk_create(events, batch_size=1000)
+        queued = [(page.pk, page.due_at) for page in pages if page.status == PageStatus.QUEUED]
+        failed = len(pages) - len(queued)
+        lives = [
+            (
+                incident.pk,
+                state.Live(
+                    level=incident.escalation_level,
+                    step=incident.escalation_step,
+                    paged=paging.names,
+                    paged_at=now,
+                    next_at=incident.next_escalation_at,
+                ),
+            )
+            for incident, _, paging, _ in moves
+        ]
+        # The same side effects as ``advance`` (which queues them per
+        # incident), batched: one pipeline, one broker connection.
+        after_commit(state.write_live_many, lives)
+        # Queuing a task costs about a millisecond of kombu per page, more
+        # than the escalation itself: a chunk hands its page ids to one
+        # ``queue_deliveries`` task instead, behind the storm's other chunks.
+        # The Page rows, committed with the move, are the durable record: if
+        # that task is lost, reconciliation resends queued pages whose task
+        # never ran (``notify.resend_stuck``).
+        after_commit(celery_app.send_task, "paging.queue_deliveries", [[pk for pk, _ in queued]])
+        after_commit(counters.count, "escalations", ("timeout",), len(moves))
+        if failed:
+            after_commit(counters.count, "pages", ("none", "failed"), failed)
+        after_commit(
+            counters.observe_many,
+            "escalation_lateness",
+            [lateness for _, _, _, lateness in moves],
+            LATENESS_BUCKETS,
+        )
+        for incident, _, _, _ in moves:
+            announce(incident, "escalated")
+    outcomes["escalated"] = outcomes.get("escalated", 0) + len(moves)
+    return slow
+
+
+def _escalated_event(incident: Incident, now: datetime, lateness: float) -> TimelineEvent:
+    """``advance``'s "Escalated to level N" entry for a deadline that passed."""
+    why = _REASONS["timeout"].format(level=incident.escalation_level - 1)
+    return TimelineEvent(
+        incident=incident,
+        kind=EventKind.ESCALATED,
+        created_at=now,
+        message=f"Escalated to level {incident.escalation_level} ({why})",
+        data={
+            "level": incident.escalation_level,
+            "cycle": incident.escalation_cycle,
+            "reason": "timeout",
+            "lateness_seconds": round(lateness, 3),
+        },
+    )
+
+
+def _pages(incident: Incident, paging: _LevelPaging, now: datetime) -> list[Page]:
+    """``_page_level``'s Page rows, for an incident already moved to its level."""
+    return [
+        Page(
+            incident=incident,
+            user=item.user,
+            contact_method=item.method,
+            channel=item.method.scheme if item.method else "none",
+            level=incident.escalation_level,
+            step=incident.escalation_step,
+            due_at=now + timedelta(minutes=item.delay),
+            status=PageStatus.QUEUED if item.method else PageStatus.FAILED,
+            error=item.unreachable,
+        )
+        for item in paging.plan
+    ]
+
+
+def _paged_events(incident: Incident, paging: _LevelPaging, now: datetime) -> list[TimelineEvent]:
+    """``_page_level``'s timeline entries: who was paged, then who could not be."""
+    level = incident.escalation_level
+    events = [
+        TimelineEvent(
+            incident=incident,
+            kind=EventKind.PAGED,
+            created_at=now,
+            message=f"Paged {', '.join(paging.names)} (level {level})",
+            data={"level": level, "paged": paging.names},
+        )
+    ]
+    for item in paging.plan:
+        if item.method is None:
+            name, reason = item.user.get_username(), item.unreachable
+            events.append(
+                TimelineEvent(
+                    incident=incident,
+                    kind=EventKind.PAGED,
+                    created_at=now,
+                    message=f"Could not reach {name}: {reason}",
+                    data={
+                        "delivery": {
+                            "user": name,
+                            "step": incident.escalation_step,
+                            "outcome": "failed",
+                            "reason": reason,
+                        }
+                    },
+                )
+            )
+    return events
+
+
+def _chunks(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def check(
+    *, now: datetime | None = None, lookahead: float | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """One escalation pass: claim what is due in Redis, act on it, beat the heart.
+
+    Deadlines that fall before the next pass (within ``lookahead`` seconds,
+    the check interval) are handed to a task timed for the deadline itself, so
+    an escalation is late by milliseconds rather than by up to a whole
+    interval: one ``escalate_due`` task per deadline, or one
+    ``escalate_chunk`` task per ``ESCALATION_CHUNK_SIZE`` incidents sharing a
+    deadline (a storm). What is due now is acted on in chunks: the first here,
+    the rest handed to the workers as ``escalate_chunk`` tasks, so a storm of
+    thousands is spread over every worker process instead of waiting for one
+    pass. A lost task loses nothing: the claim's lease runs out and a later
+    pass takes those deadlines again (``escalate_many`` says why acting on a
+    deadline twice does nothing the second time). Costs one Redis round trip
+    when nothing is due, whatever the number of open incidents.
+    """
+    now = now or timezone.now()
+    if lookahead is None:
+        lookahead = settings.ESCALATION_CHECK_SECONDS
+    size = settings.ESCALATION_CHUNK_SIZE
+    claimed = state.claim_due(
+        now.timestamp() + lookahead, limit=limit or settings.ESCALATION_CLAIM_BATCH
+    )
+    outcomes: dict[str, int] = {}
+    due_now: list[int] = []
+    later: dict[float, list[int]] = {}
+    for incident_id, deadline in claimed:
+        if deadline > now.timestamp():
+            later.setdefault(deadline, []).append(incident_id)
+        else:
+            due_now.append(incident_id)
+    for deadline, ids in later.items():
+        eta = datetime.fromtimestamp(deadline, UTC)
+        for part in _chunks(ids, size):
+            if len(part) == 1:
+                celery_app.send_task("paging.escalate_due", args=part, eta=eta)
+            else:
+                celery_app.send_task("paging.escalate_chunk", args=[part], eta=eta)
+        outcomes["scheduled"] = outcomes.get("scheduled", 0) + len(ids)
+    first, *rest = _chunks(due_now, size) or [[]]
+    for part in rest:
+        celery_app.send_task("paging.escalate_chunk", args=[part])
+        outcomes["handed"] = outcomes.get("handed", 0) + len(part)
+    for outcome, count in escalate_many(first, now=now).items():
+        outcomes[outcome] = outcomes.get(outcome, 0) + count
     state.record_heartbeat(now.timestamp())
     return {"claimed": len(claimed), **outcomes}
 

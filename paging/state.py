@@ -34,6 +34,7 @@ from datetime import datetime
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis import Redis
+from redis.client import Pipeline
 
 from triage import readmodel
 
@@ -106,8 +107,13 @@ def write_live(incident_id: int, live: Live, *, index: bool = True) -> None:
     reconciliation's snapshot may be older than a concurrent move, so it goes
     through ``merge_deadlines`` instead.
     """
-    key = _incident_key(incident_id)
     pipe = client().pipeline()
+    _queue_live(pipe, incident_id, live, index=index)
+    pipe.execute()
+
+
+def _queue_live(pipe: Pipeline, incident_id: int, live: Live, *, index: bool) -> None:
+    key = _incident_key(incident_id)
     pipe.hset(
         key,
         mapping={
@@ -124,6 +130,23 @@ def write_live(incident_id: int, live: Live, *, index: bool = True) -> None:
     elif index and live.next_at is not None:
         pipe.zadd(DEADLINES, {str(incident_id): live.next_at.timestamp()})
     pipe.incr(readmodel.KEY)  # the dashboard shows this state (triage.readmodel)
+
+
+def write_live_many(lives: Sequence[tuple[int, Live]]) -> None:
+    """``write_live`` (with ``index``) for many incidents, pipelined, with one
+    ZADD / ZREM for all their deadlines: an escalation storm's chunk costs a
+    few round trips, not one per incident."""
+    pipe = client().pipeline(transaction=False)
+    for incident_id, live in lives:
+        _queue_live(pipe, incident_id, live, index=False)
+    due = {
+        str(incident_id): live.next_at.timestamp() for incident_id, live in lives if live.next_at
+    }
+    if due:
+        pipe.zadd(DEADLINES, due)
+    done = [incident_id for incident_id, live in lives if live.next_at is None]
+    if done:
+        pipe.zrem(DEADLINES, *done)
     pipe.execute()
 
 
@@ -141,6 +164,7 @@ def forget_many(incident_ids: Sequence[int]) -> None:
     for incident_id in incident_ids:
         pipe.delete(_incident_key(incident_id))
     pipe.zrem(DEADLINES, *incident_ids)
+    pipe.incr(readmodel.KEY)  # the dashboard shows this state (triage.readmodel)
     pipe.execute()
 
 

@@ -57,6 +57,16 @@ def escalate_due(incident_id: int) -> str:
     return escalation.escalate_due(incident_id)
 
 
+@shared_task(name="paging.escalate_chunk", ignore_result=True)
+def escalate_chunk(incident_ids: list[int]) -> dict[str, int]:
+    return escalation.escalate_many(incident_ids)
+
+
+@shared_task(name="paging.queue_deliveries", ignore_result=True)
+def queue_deliveries(page_ids: list[int]) -> int:
+    return escalation.queue_deliveries(page_ids)
+
+
 @shared_task(name="paging.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     result = {**escalation.reconcile(), "pages_resent": notify.resend_stuck()}

@@ -315,6 +315,11 @@ RECONCILE_SECONDS = env_float("RECONCILE_SECONDS", 60.0, minimum=1.0)
 # How long a claimed deadline stays hidden from other checkers; a checker that
 # dies mid-escalation delays that escalation by at most this much.
 ESCALATION_CLAIM_LEASE = env_float("ESCALATION_CLAIM_LEASE", 30.0, minimum=1.0)
+# An escalation storm: a pass claims up to ESCALATION_CLAIM_BATCH due
+# deadlines and acts on them in chunks of ESCALATION_CHUNK_SIZE incidents,
+# one transaction (and one worker task) per chunk.
+ESCALATION_CLAIM_BATCH = env_int("ESCALATION_CLAIM_BATCH", 20000, minimum=1)
+ESCALATION_CHUNK_SIZE = env_int("ESCALATION_CHUNK_SIZE", 500, minimum=1)
 # An external dead-man's switch (healthchecks.io, Uptime Kuma push URL...)
 # pinged after each healthy escalation pass, at most once a minute.
 ESCALATION_HEARTBEAT_URL = env_str("ESCALATION_HEARTBEAT_URL", "") or ""
