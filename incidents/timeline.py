@@ -54,6 +54,10 @@ def record_event(
 def record_events(events: list[TimelineEvent]) -> list[TimelineEvent]:
     """Write many timeline events in one INSERT (a bulk change's events). Build
     them with ``new_event``."""
+    # bulk_create sends no save signals: the read model is told here, as
+    # record_event tells it for one event.
+    if events:
+        readmodel.bump_after_commit()
     return TimelineEvent.objects.bulk_create(events, batch_size=BULK_BATCH)
 
 

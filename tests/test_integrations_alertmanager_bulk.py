@@ -347,3 +347,25 @@ def test_two_identical_notifications_at_once_open_each_incident_once(
     assert not Incident.objects.exclude(status=Status.RESOLVED).exists()
     for incident in Incident.objects.all():
         assert incident.timeline.filter(kind=EventKind.RESOLVED).count() == 1
+
+
+def test_the_dashboard_shows_a_bulk_notifications_incidents_at_once(
+    web: Service, redis: Redis, alice_client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Bulk inserts send no save signals: the read model must still hear of
+    them, or every responder's cached list would hide the new incidents."""
+    bulk = per_alert(web)
+    assert "All clear" in alice_client.get("/").content.decode()  # the empty list is cached
+    with django_capture_on_commit_callbacks(execute=True):
+        services.ingest_alertmanager(bulk, notification(*firing(3)))
+    assert Incident.objects.filter(service=web).count() == 3
+    page = alice_client.get("/").content.decode()
+    assert "All clear" not in page
+    assert page.count('data-incident="') == 3
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.ingest_alertmanager(
+            bulk,
+            notification(*[{**alert, "status": "resolved"} for alert in firing(3)]),
+        )
+    assert "All clear" in alice_client.get("/").content.decode()
