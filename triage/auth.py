@@ -13,6 +13,11 @@ browser, the price of the brake — but not bob at the browser he always uses.
 
 Over a limit the form answers 429 with ``Retry-After`` and checks no password.
 A successful login gives its counts back: only failures spend a budget.
+
+Signing in with an OpenID Connect provider (accounts.oidc) is not braked
+here: no password is checked, and the provider guards its own login form.
+With ``OIDC_PASSWORD_LOGIN`` off, /login shows only the provider's button and
+the admin's login page keeps the form for superusers (triage.sessions).
 """
 
 from __future__ import annotations
@@ -123,6 +128,8 @@ def count_attempt(request: HttpRequest, name: str | None) -> list[ratelimit.Verd
 
 class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
+    # Show the password form although OIDC_PASSWORD_LOGIN is off (superusers).
+    break_glass = False
     counted: list[ratelimit.Verdict]  # this attempt's counts, given back on success
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -144,6 +151,23 @@ class LoginView(auth_views.LoginView):
         response["Retry-After"] = str(wait)
         return response
 
+    def form_invalid(self, form: Any) -> HttpResponse:
+        if not settings.OIDC_PASSWORD_LOGIN:
+            # Said whatever the password was: it tells a guesser nothing.
+            form.errors.clear()
+            form.add_error(
+                None,
+                "Password login is turned off (superusers excepted): "
+                f"sign in with {settings.OIDC_PROVIDER_NAME}.",
+            )
+        return super().form_invalid(form)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["oidc_provider"] = settings.OIDC_PROVIDER_NAME if settings.OIDC_ISSUER else ""
+        context["password_form"] = settings.OIDC_PASSWORD_LOGIN or self.break_glass
+        return context
+
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         for verdict in self.counted:
@@ -159,6 +183,8 @@ class AdminLoginView(LoginView):
     why the admin is closed to them: redirecting them on would send them back
     to /admin/, which sends them here again, endlessly.
     """
+
+    break_glass = True
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.redirect_authenticated_user = bool(request.user.is_staff)
