@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from redis import Redis
 
@@ -399,8 +401,7 @@ def test_without_an_issuer_oidc_is_off(client: Client) -> None:
 def test_the_login_page_offers_the_provider_beside_the_password_form(idp: OidcProvider) -> None:
     page = Client().get("/login?next=/oncall").content.decode()
     assert "Sign in with Keycloak" in page
-    assert 'action="/oidc/authenticate/"' in page
-    assert 'name="next" value="/oncall"' in page
+    assert 'href="/oidc/authenticate/?next=/oncall"' in page
     assert 'name="password"' in page
 
 
@@ -440,3 +441,36 @@ def test_turning_oidc_off_ends_the_sessions_it_started(idp: OidcProvider, settin
     assert logged_in_as(client) == "jo"
     settings.OIDC_ISSUER = ""
     assert logged_in_as(client) == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_sign_ins_at_once_make_one_person(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A double click: both find no identity, both try to create jo; the
+    username's unique index makes the second wait for the first, fail, and
+    find the first's identity on its second pass."""
+    claims = {"sub": "s-1", "preferred_username": "jo", "email": "jo@example.org"}
+    both_looked = threading.Barrier(2, timeout=10)
+    lookup = oidc._account_to_link
+
+    def slow_lookup(*args: Any) -> User | None:
+        both_looked.wait()  # once per thread: the second pass finds the identity
+        return lookup(*args)
+
+    monkeypatch.setattr(oidc, "_account_to_link", slow_lookup)
+    results: list[User | None] = []
+
+    def sign_in_once() -> None:
+        try:
+            results.append(oidc.sign_in(claims, issuer="https://sso.example.org"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_in_once) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 2
+    assert [user.username for user in results if user] == ["jo", "jo"]
+    assert User.objects.count() == 1
+    assert OidcIdentity.objects.count() == 1
