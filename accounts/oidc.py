@@ -46,7 +46,6 @@ from django.utils import timezone
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from accounts.models import OidcIdentity
-from triage.sessions import UserBackend
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +216,10 @@ class OidcBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # the libra
 
     def get_user(self, user_id: Any) -> User | None:
         # Turning OIDC off ends the sessions it started.
-        return UserBackend().get_user(user_id) if enabled() else None
+        if not enabled():
+            return None
+        user: User | None = super().get_user(user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
         payload: dict[str, Any] = super().verify_token(token, **kwargs)

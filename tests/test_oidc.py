@@ -421,6 +421,8 @@ def test_with_password_login_off_only_superusers_may_use_a_password(
     assert refused.status_code == 200
     assert "Password login is turned off" in refused.content.decode()
     assert logged_in_as(alice) == ""
+    nobody = Client().post("/login", {"username": "nobody", "password": "x"})
+    assert "Password login is turned off" in nobody.content.decode()
 
     # The admin's login page keeps the form: the way in while the provider is down.
     admin_page = Client().get("/admin/login/").content.decode()

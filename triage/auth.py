@@ -17,7 +17,7 @@ A successful login gives its counts back: only failures spend a budget.
 Signing in with an OpenID Connect provider (accounts.oidc) is not braked
 here: no password is checked, and the provider guards its own login form.
 With ``OIDC_PASSWORD_LOGIN`` off, /login shows only the provider's button and
-the admin's login page keeps the form for superusers (triage.sessions).
+the admin's login page keeps the form for superusers (``LoginForm``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.forms import Form
@@ -126,7 +128,22 @@ def count_attempt(request: HttpRequest, name: str | None) -> list[ratelimit.Verd
     return verdicts
 
 
+class LoginForm(AuthenticationForm):
+    """Django's login form; with ``OIDC_PASSWORD_LOGIN`` off it lets only
+    superusers in (the break-glass way in while the identity provider is
+    down). /login and /admin/login/ both use it, and no other page takes a
+    password. Refused only after the password was checked, and said in the
+    same words whatever the password was (``LoginView.form_invalid``), so a
+    refusal tells a guesser nothing."""
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        if not settings.OIDC_PASSWORD_LOGIN and not user.is_superuser:
+            raise ValidationError("Password login is turned off.", code="password_login_off")
+
+
 class LoginView(auth_views.LoginView):
+    form_class = LoginForm
     redirect_authenticated_user = True
     # Show the password form although OIDC_PASSWORD_LOGIN is off (superusers).
     break_glass = False

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.contrib.sessions.models import Session
 from django.db import DEFAULT_DB_ALIAS
-from django.http import HttpRequest
 from django.utils import timezone
 
 from triage.sql import fetch_all
@@ -63,24 +61,7 @@ class SessionStore(DatabaseSessionStore):
 
 
 class UserBackend(ModelBackend):
-    """Django's ModelBackend (passwords, permissions) with a cheaper ``get_user``.
-
-    With ``OIDC_PASSWORD_LOGIN`` off only superusers may log in with a
-    password (the break-glass way in while the identity provider is down),
-    wherever the password is typed: the refusal is here, not in a form.
-    """
-
-    def authenticate(
-        self,
-        request: HttpRequest | None,
-        username: str | None = None,
-        password: str | None = None,
-        **kwargs: Any,
-    ) -> User | None:
-        user = super().authenticate(request, username=username, password=password, **kwargs)
-        if user is not None and not settings.OIDC_PASSWORD_LOGIN and not user.is_superuser:
-            return None
-        return user
+    """Django's ModelBackend (passwords, permissions) with a cheaper ``get_user``."""
 
     def get_user(self, user_id: Any) -> User | None:
         rows = fetch_all(_USER_SQL, {"id": user_id})

@@ -202,9 +202,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # Django's database sessions and model backend, each read with one query
 # instead of the ORM (triage/sessions.py): every page view reads both.
 SESSION_ENGINE = "triage.sessions"
-# Passwords first; the OpenID Connect backend answers only the sign-in
-# callback (accounts.oidc) and is cheap to ask otherwise.
-AUTHENTICATION_BACKENDS = ["triage.sessions.UserBackend", "accounts.oidc.OidcBackend"]
+AUTHENTICATION_BACKENDS = ["triage.sessions.UserBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -463,6 +461,11 @@ OIDC_STAFF_GROUP = env_str("OIDC_STAFF_GROUP", "") or ""
 # false: only superusers may log in with a password (the break-glass way in
 # while the provider is down); everyone else signs in with the provider.
 OIDC_PASSWORD_LOGIN = env_bool("OIDC_PASSWORD_LOGIN", True)
+# Only superusers may log in with a password while this is off (triage.auth's
+# LoginForm). The OpenID Connect backend answers only the sign-in callback and
+# is cheap to ask otherwise; the password backend stays first (the default
+# for logins that name none).
+AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "accounts.oidc.OidcBackend"]
 if OIDC_ISSUER:
     _issuer = urlsplit(OIDC_ISSUER)
     _loopback = _issuer.hostname in {"localhost", "127.0.0.1", "::1"}
