@@ -1,4 +1,5 @@
-"""Back-office view of everyone's API tokens: create (shown once), revoke."""
+"""Back-office view of everyone's API tokens (create, shown once; revoke) and of
+the OpenID Connect identities linked to accounts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, OidcIdentity
 from accounts.tokens import create_api_token, revoke_api_token
 
 
@@ -39,3 +40,15 @@ class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
         for token in queryset:
             revoke_api_token(token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+@admin.register(OidcIdentity)
+class OidcIdentityAdmin(admin.ModelAdmin[OidcIdentity]):
+    """Staff link an identity to an account by hand when triage would not
+    guess (an e-mail several accounts share), or delete a stale link."""
+
+    list_display = ("user", "subject", "issuer", "created_at", "last_login_at")
+    search_fields = ("user__username", "user__email", "subject")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+    readonly_fields = ("created_at", "last_login_at")

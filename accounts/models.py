@@ -54,3 +54,30 @@ class ApiToken(models.Model):
 
     def allows(self, scope: str) -> bool:
         return self.scope == TokenScope.WRITE or scope == TokenScope.READ
+
+
+class OidcIdentity(models.Model):
+    """A person's account at an OpenID Connect provider, linked to their user.
+
+    Sign-ins find the user by (issuer, subject), the one pair the provider
+    promises never to reuse; e-mail addresses and usernames can change hands.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OpenID Connect identity"
+        verbose_name_plural = "OpenID Connect identities"
+        constraints: ClassVar = [
+            # Two first sign-ins at once cannot both link the same subject.
+            models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_identity_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -774,3 +774,135 @@ def report_errors(values: dict[str, Any]) -> list[Any]:
 def test_a_mattermost_url_without_a_scheme_is_refused_by_the_values_schema() -> None:
     with pytest.raises(helm_python.HelmValuesError):
         render(with_values(REQUIRED, chat__mattermostUrl="chat.example.org"))
+
+
+# --- signing in with OpenID Connect ---------------------------------------------
+
+OIDC = {
+    "issuer": "https://sso.example.org/realms/main",
+    "clientId": "triage",
+    "providerName": "Keycloak",
+    "staffGroup": "triage-admins",
+}
+
+
+def test_oidc_is_off_by_default_and_holds_no_secret(default_docs: list[Manifest]) -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["oidc"]
+    assert (defaults["issuer"], defaults["clientSecret"], defaults["existingSecret"]) == (
+        "",
+        "",
+        "",
+    )
+    config = one(default_docs, "ConfigMap", "triage")["data"]
+    assert [name for name in config if name.startswith("OIDC_")] == []
+    assert not [d for d in default_docs if d["metadata"]["name"] == "triage-oidc"]
+
+
+def test_oidc_settings_reach_every_long_running_pod_and_the_secret_its_own_secret() -> None:
+    values = with_values(REQUIRED, oidc={**OIDC, "clientSecret": "test-only-client-secret"})
+    docs = manifests(values)
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert report_errors(values) == []
+    config = one(docs, "ConfigMap", "triage")["data"]
+    assert {name: value for name, value in config.items() if name.startswith("OIDC_")} == {
+        "OIDC_ISSUER": "https://sso.example.org/realms/main",
+        "OIDC_CLIENT_ID": "triage",
+        "OIDC_PROVIDER_NAME": "Keycloak",
+        "OIDC_SCOPES": "openid email profile",
+        "OIDC_GROUPS_CLAIM": "groups",
+        "OIDC_STAFF_GROUP": "triage-admins",
+        "OIDC_PASSWORD_LOGIN": "true",
+    }
+    assert "test-only-client-secret" not in json.dumps(config)
+    secret = one(docs, "Secret", "triage-oidc")
+    assert secret["stringData"] == {"OIDC_CLIENT_SECRET": "test-only-client-secret"}
+    for name in ("triage-web", "triage-worker", "triage-beat"):
+        assert container(docs, name)["envFrom"][-1] == {"secretRef": {"name": "triage-oidc"}}
+    # The migrations hook runs without them: it signs nobody in.
+    migrate = container(docs, "triage-migrate")
+    assert not [name for name in env_of(migrate) if name.startswith("OIDC_")]
+    rotated = manifests(with_values(values, oidc__clientSecret="rotated"))
+    key = "checksum/oidc-secret"
+    before = one(docs, "Deployment", "triage-web")["spec"]["template"]["metadata"]
+    after = one(rotated, "Deployment", "triage-web")["spec"]["template"]["metadata"]
+    assert before["annotations"][key] != after["annotations"][key]
+    assert (
+        before["annotations"]["checksum/config"]
+        != (
+            one(manifests(REQUIRED), "Deployment", "triage-web")["spec"]["template"]["metadata"][
+                "annotations"
+            ]["checksum/config"]
+        )
+    ), "turning OIDC on rolls the pods"
+
+
+def test_the_oidc_client_secret_can_come_from_an_existing_secret() -> None:
+    values = with_values(
+        REQUIRED, oidc={**OIDC, "existingSecret": "sso-client", "clientSecret": "ignored"}
+    )
+    docs = manifests(values)
+    assert not [d for d in docs if d["metadata"]["name"] == "triage-oidc"]
+    for name in ("triage-web", "triage-worker", "triage-beat"):
+        assert container(docs, name)["envFrom"][-1] == {"secretRef": {"name": "sso-client"}}
+    # Or from the main existingSecret, which every pod reads already.
+    production = manifests(with_values(PRODUCTION, oidc=OIDC))
+    assert container(production, "triage-web")["envFrom"][-1] == {
+        "secretRef": {"name": "triage-secrets"}
+    }
+    config = one(production, "ConfigMap", "triage")["data"]
+    assert config["OIDC_ISSUER"] == OIDC["issuer"]
+
+
+def test_password_login_can_be_turned_off_only_with_a_provider() -> None:
+    values = with_values(
+        REQUIRED, oidc={**OIDC, "clientSecret": "test-only", "passwordLogin": False}
+    )
+    assert one(manifests(values), "ConfigMap", "triage")["data"]["OIDC_PASSWORD_LOGIN"] == "false"
+    with pytest.raises(helm_python.HelmError, match=r"only superusers could log in"):
+        render(with_values(REQUIRED, oidc__passwordLogin=False))
+
+
+@pytest.mark.parametrize(
+    ("oidc", "message"),
+    [
+        ({"issuer": OIDC["issuer"], "clientSecret": "x"}, r"set oidc\.clientId"),
+        ({"issuer": OIDC["issuer"], "clientId": "triage"}, r"give the client secret"),
+    ],
+)
+def test_an_oidc_issuer_without_its_client_fails_with_a_clear_message(
+    oidc: dict[str, str], message: str
+) -> None:
+    with pytest.raises(helm_python.HelmError, match=message):
+        render(with_values(REQUIRED, oidc=oidc))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"issuer": "sso.example.org"},
+        {"scopes": "email profile"},
+        {"passwordLogin": "no"},
+        {"clientSecrets": "typo"},
+    ],
+    ids=str,
+)
+def test_oidc_values_the_app_would_refuse_are_refused_by_the_values_schema(
+    bad: dict[str, Any],
+) -> None:
+    with pytest.raises(helm_python.HelmValuesError):
+        render(with_values(REQUIRED, oidc={**OIDC, "clientSecret": "x", **bad}))
+
+
+def test_django_finds_nothing_to_warn_about_with_the_oidc_settings_the_chart_renders() -> None:
+    values = with_values(PRODUCTION, oidc={**OIDC, "passwordLogin": False})
+    config = one(manifests(values), "ConfigMap", "triage")["data"]
+    env = app_env(
+        **config,
+        SECRET_KEY="a-long-random-production-secret-" + "k" * 40,
+        OIDC_CLIENT_SECRET="test-only",
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR")
+    result = check_deploy(env)
+    assert result.returncode == 0, result.stdout + result.stderr

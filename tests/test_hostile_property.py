@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
+from accounts.oidc import forget_provider
 from accounts.tokens import NewToken, create_api_token
 from incidents.models import Incident, Service
 from integrations.keys import NewKey
@@ -42,6 +43,7 @@ from tests.integration_factories import (
     integration,
     trigger,
 )
+from tests.oidc_provider import OidcProvider, oidc_provider
 from tests.postmortem_factories import action_item, postmortem
 from tests.test_security import ACCESS
 from triage import jsonbody
@@ -185,7 +187,18 @@ class World:
 
 
 @pytest.fixture
-def world(web: Service, redis: Redis, settings: Any) -> World:
+def idp(settings: Any) -> Iterator[OidcProvider]:
+    with oidc_provider() as provider:
+        settings.OIDC_ISSUER = provider.issuer
+        settings.OIDC_CLIENT_ID = provider.client_id
+        settings.OIDC_CLIENT_SECRET = provider.client_secret
+        forget_provider()
+        yield provider
+    forget_provider()
+
+
+@pytest.fixture
+def world(web: Service, redis: Redis, settings: Any, idp: OidcProvider) -> World:
     # Each login attempt hashes a password: a fast hasher keeps the fuzzing quick.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     staff = User.objects.create_user("pat", password="pw", is_staff=True)
@@ -524,6 +537,8 @@ NO_BODY = {
     "incidents/new",
     "incidents/<int:pk>",
     "account/tokens/<int:pk>/revoke",
+    "oidc/authenticate/",
+    "oidc/callback/",
 }
 
 # Paths with a text parameter, the hostile text put in its place.
@@ -549,6 +564,10 @@ QUERIES: list[tuple[str, list[str], bool]] = [  # path, parameters, needs the to
     ("/postmortems/1", ["edit"], False),
     ("/report", ["service"], False),
     ("/login", ["next"], False),
+    # The provider (tests/oidc_provider.py) is configured: next goes into the
+    # session, code and state meet the state check.
+    ("/oidc/authenticate/", ["next"], False),
+    ("/oidc/callback/", ["code", "state", "error"], False),
     ("/oncall/people/pat.ics", ["token"], False),
 ]
 

@@ -115,6 +115,9 @@ ACCESS: dict[str, tuple[str, str]] = {
     "chat/mattermost/commands": ("POST", "signed"),
     "chat/link/<str:token>": ("GET", "login"),
     "account/tokens/<int:pk>/revoke": ("POST", "login"),
+    # Signing in with the OpenID Connect provider (404 while it is off).
+    "oidc/authenticate/": ("GET", "public"),
+    "oidc/callback/": ("GET", "public"),
 }
 
 

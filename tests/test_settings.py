@@ -47,6 +47,9 @@ def start_with(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         ("SLACK_API_URL", "slack.com/api"),
         ("MATTERMOST_URL", "chat.example.org"),
         ("CHAT_TIMEOUT", "0"),
+        ("OIDC_ISSUER", "http://sso.example.org/realms/main"),
+        ("OIDC_ISSUER", "sso.example.org"),
+        ("OIDC_PASSWORD_LOGIN", "sometimes"),
     ],
 )
 def test_a_malformed_setting_fails_naming_the_variable(variable: str, value: str) -> None:
@@ -97,3 +100,60 @@ def test_the_metrics_token_can_come_from_a_mounted_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("'metrics-token-from-a-file'")
+
+
+OIDC = {
+    "OIDC_ISSUER": "https://sso.example.invalid/realms/main",
+    "OIDC_CLIENT_ID": "triage",
+    "OIDC_CLIENT_SECRET": "test-only-client-secret",
+}
+
+
+@pytest.mark.parametrize("variable", ["OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"])
+def test_an_issuer_without_its_client_fails_naming_what_is_missing(variable: str) -> None:
+    result = start_with(**{**OIDC, variable: None})
+    assert result.returncode != 0
+    assert f"{variable} is required when OIDC_ISSUER is set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_scopes_without_openid_are_refused() -> None:
+    result = start_with(**OIDC, OIDC_SCOPES="email profile")
+    assert result.returncode != 0
+    assert "OIDC_SCOPES must include openid" in result.stderr
+
+
+def test_turning_password_login_off_without_a_provider_is_refused() -> None:
+    result = start_with(OIDC_PASSWORD_LOGIN="false", OIDC_ISSUER=None)
+    assert result.returncode != 0
+    assert "OIDC_PASSWORD_LOGIN=false needs OIDC_ISSUER" in result.stderr
+
+
+def test_triage_starts_without_reaching_the_provider_and_reads_its_secret_from_a_file(
+    tmp_path: Path,
+) -> None:
+    """The issuer's host does not exist: nothing is fetched at start."""
+    secret = tmp_path / "oidc_client_secret"
+    secret.write_text("secret-from-a-mounted-file\n")
+    env = {
+        **os.environ,
+        **OIDC,
+        "OIDC_CLIENT_SECRET_FILE": str(secret),
+        "OIDC_PASSWORD_LOGIN": "false",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; print(repr(settings.OIDC_CLIENT_SECRET))",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("'secret-from-a-mounted-file'")

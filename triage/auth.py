@@ -13,6 +13,11 @@ browser, the price of the brake — but not bob at the browser he always uses.
 
 Over a limit the form answers 429 with ``Retry-After`` and checks no password.
 A successful login gives its counts back: only failures spend a budget.
+
+Signing in with an OpenID Connect provider (accounts.oidc) is not braked
+here: no password is checked, and the provider guards its own login form.
+With ``OIDC_PASSWORD_LOGIN`` off, /login shows only the provider's button and
+the admin's login page keeps the form for superusers (``LoginForm``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.forms import Form
@@ -121,8 +128,25 @@ def count_attempt(request: HttpRequest, name: str | None) -> list[ratelimit.Verd
     return verdicts
 
 
+class LoginForm(AuthenticationForm):
+    """Django's login form; with ``OIDC_PASSWORD_LOGIN`` off it lets only
+    superusers in (the break-glass way in while the identity provider is
+    down). /login and /admin/login/ both use it, and no other page takes a
+    password. Refused only after the password was checked, and said in the
+    same words whatever the password was (``LoginView.form_invalid``), so a
+    refusal tells a guesser nothing."""
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        if not settings.OIDC_PASSWORD_LOGIN and not user.is_superuser:
+            raise ValidationError("Password login is turned off.", code="password_login_off")
+
+
 class LoginView(auth_views.LoginView):
+    form_class = LoginForm
     redirect_authenticated_user = True
+    # Show the password form although OIDC_PASSWORD_LOGIN is off (superusers).
+    break_glass = False
     counted: list[ratelimit.Verdict]  # this attempt's counts, given back on success
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -144,6 +168,23 @@ class LoginView(auth_views.LoginView):
         response["Retry-After"] = str(wait)
         return response
 
+    def form_invalid(self, form: Any) -> HttpResponse:
+        if not settings.OIDC_PASSWORD_LOGIN:
+            # Said whatever the password was: it tells a guesser nothing.
+            form.errors.clear()
+            form.add_error(
+                None,
+                "Password login is turned off (superusers excepted): "
+                f"sign in with {settings.OIDC_PROVIDER_NAME}.",
+            )
+        return super().form_invalid(form)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["oidc_provider"] = settings.OIDC_PROVIDER_NAME if settings.OIDC_ISSUER else ""
+        context["password_form"] = settings.OIDC_PASSWORD_LOGIN or self.break_glass
+        return context
+
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         for verdict in self.counted:
@@ -159,6 +200,8 @@ class AdminLoginView(LoginView):
     why the admin is closed to them: redirecting them on would send them back
     to /admin/, which sends them here again, endlessly.
     """
+
+    break_glass = True
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.redirect_authenticated_user = bool(request.user.is_staff)

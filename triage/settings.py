@@ -468,3 +468,49 @@ MATTERMOST_BOT_TOKEN = env_str("MATTERMOST_BOT_TOKEN", "") or ""
 MATTERMOST_COMMAND_TOKEN = env_str("MATTERMOST_COMMAND_TOKEN", "") or ""
 # Seconds to wait for Slack or Mattermost before a call counts as failed.
 CHAT_TIMEOUT = env_float("CHAT_TIMEOUT", 10.0, minimum=0.5)
+
+# --- Sign in with an OpenID Connect provider (accounts.oidc; docs/deploy.md) ---
+# Off while OIDC_ISSUER is empty. The provider's endpoints are read from
+# <issuer>/.well-known/openid-configuration at the first sign-in, not here:
+# triage must start, and page people, while the provider is down.
+OIDC_ISSUER = (env_str("OIDC_ISSUER", "") or "").strip()
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID", "") or ""
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET", "") or ""
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "") or "your identity provider"
+OIDC_SCOPES = env_str("OIDC_SCOPES", "") or "openid email profile"
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "") or "groups"
+# Members of this group (in the groups claim) are staff, everyone else is not,
+# set again at every sign-in. Empty: staff is managed in the admin only.
+OIDC_STAFF_GROUP = env_str("OIDC_STAFF_GROUP", "") or ""
+# false: only superusers may log in with a password (the break-glass way in
+# while the provider is down); everyone else signs in with the provider.
+OIDC_PASSWORD_LOGIN = env_bool("OIDC_PASSWORD_LOGIN", True)
+# Only superusers may log in with a password while this is off (triage.auth's
+# LoginForm). The OpenID Connect backend answers only the sign-in callback and
+# is cheap to ask otherwise; the password backend stays first (the default
+# for logins that name none).
+AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "accounts.oidc.OidcBackend"]
+if OIDC_ISSUER:
+    _issuer = urlsplit(OIDC_ISSUER)
+    _loopback = _issuer.hostname in {"localhost", "127.0.0.1", "::1"}
+    if not (_issuer.scheme == "https" or (_issuer.scheme == "http" and _loopback)):
+        raise ImproperlyConfigured(
+            f"OIDC_ISSUER must be an https:// URL such as https://sso.example.org/realms/main, "
+            f"got {OIDC_ISSUER!r}"
+        )
+    for _name, _value in (
+        ("OIDC_CLIENT_ID", OIDC_CLIENT_ID),
+        ("OIDC_CLIENT_SECRET", OIDC_CLIENT_SECRET),
+    ):
+        if not _value:
+            raise ImproperlyConfigured(
+                f"{_name} is required when OIDC_ISSUER is set: the client registered "
+                "for triage at the identity provider."
+            )
+    if "openid" not in OIDC_SCOPES.split():
+        raise ImproperlyConfigured(f"OIDC_SCOPES must include openid, got {OIDC_SCOPES!r}")
+elif not OIDC_PASSWORD_LOGIN:
+    raise ImproperlyConfigured(
+        "OIDC_PASSWORD_LOGIN=false needs OIDC_ISSUER: without a provider only "
+        "superusers could log in."
+    )

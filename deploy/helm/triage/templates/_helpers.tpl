@@ -167,6 +167,47 @@ HOME: "/tmp"
 {{- end }}
 {{- end -}}
 
+{{/*
+The OpenID Connect settings as NAME: value (empty while oidc.issuer is).
+Not in the migrations hook's environment: without them it needs no client
+secret, and `migrate` never signs anyone in.
+*/}}
+{{- define "triage.oidcEnv" -}}
+{{- $o := .Values.oidc -}}
+{{- if $o.issuer -}}
+{{- if not $o.clientId -}}
+{{- fail "oidc.issuer is set: set oidc.clientId to the client registered for triage at the provider" -}}
+{{- end -}}
+{{- if not (or $o.existingSecret $o.clientSecret .Values.existingSecret) -}}
+{{- fail "oidc.issuer is set: give the client secret in oidc.clientSecret, or as the key OIDC_CLIENT_SECRET of oidc.existingSecret or existingSecret" -}}
+{{- end }}
+OIDC_ISSUER: {{ $o.issuer | quote }}
+OIDC_CLIENT_ID: {{ $o.clientId | quote }}
+{{- with $o.providerName }}
+OIDC_PROVIDER_NAME: {{ . | quote }}
+{{- end }}
+OIDC_SCOPES: {{ $o.scopes | quote }}
+OIDC_GROUPS_CLAIM: {{ $o.groupsClaim | quote }}
+{{- with $o.staffGroup }}
+OIDC_STAFF_GROUP: {{ . | quote }}
+{{- end }}
+OIDC_PASSWORD_LOGIN: {{ $o.passwordLogin | toString | quote }}
+{{- else if not $o.passwordLogin -}}
+{{- fail "oidc.passwordLogin is false but oidc.issuer is empty: only superusers could log in" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with OIDC_CLIENT_SECRET: oidc.existingSecret, the chart's own, or none. */}}
+{{- define "triage.oidcSecretName" -}}
+{{- if .Values.oidc.issuer -}}
+{{- if .Values.oidc.existingSecret -}}
+{{- .Values.oidc.existingSecret -}}
+{{- else if .Values.oidc.clientSecret -}}
+{{- printf "%s-oidc" (include "triage.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Pod-level settings shared by every pod. */}}
 {{- define "triage.podSpecCommon" -}}
 automountServiceAccountToken: false
@@ -210,6 +251,10 @@ envFrom:
   - secretRef:
       name: {{ . }}
 {{- end }}
+{{- with include "triage.oidcSecretName" . }}
+  - secretRef:
+      name: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{/* The chat secrets the chart writes (non-empty chat.secret values), as NAME: value. */}}
@@ -233,12 +278,15 @@ envFrom:
 
 {{/* Roll the pods when the settings change. */}}
 {{- define "triage.checksumAnnotations" -}}
-checksum/config: {{ include "triage.configEnv" . | sha256sum }}
+checksum/config: {{ print (include "triage.configEnv" .) (include "triage.oidcEnv" .) | sha256sum }}
 {{- if not .Values.existingSecret }}
 checksum/secret: {{ printf "%s|%s|%s" .Values.secret.secretKey .Values.secret.databaseUrl .Values.secret.redisUrl | sha256sum }}
 {{- end }}
 {{- if and (not .Values.chat.existingSecret) (trim (include "triage.chatSecretData" .)) }}
 checksum/chat-secret: {{ include "triage.chatSecretData" . | sha256sum }}
+{{- end }}
+{{- if and .Values.oidc.issuer (not .Values.oidc.existingSecret) .Values.oidc.clientSecret }}
+checksum/oidc-secret: {{ .Values.oidc.clientSecret | sha256sum }}
 {{- end }}
 {{- end -}}
 
