@@ -5,6 +5,7 @@ from __future__ import annotations
 import dashboard
 import escalation
 import ingest
+import insights_page
 import memory
 from common import Figure, print_table
 
@@ -14,6 +15,7 @@ def main() -> None:
     figures += dashboard.run()
     figures += escalation.run()
     figures += ingest.run()
+    figures += insights_page.run()
     figures += memory.run()
     print_table("triage benchmarks", figures)
 

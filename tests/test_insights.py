@@ -287,10 +287,10 @@ def test_the_figures_cost_a_fixed_number_of_queries(
     for n in range(20):
         broken = incident(web if n % 2 else db_only, MONDAY + n * MIN, dedup_key=f"k{n}")
         page(broken, UserFactory(), MONDAY + n * MIN)
-    # Totals, days, noisiest and their repeats, pages, per service.
-    with django_assert_num_queries(6):
+    # Totals, days, noisiest with their services and repeats, pages, per service.
+    with django_assert_num_queries(7):
         health(30, now=NOW)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         health(30, web, now=NOW)
 
 
