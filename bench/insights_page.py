@@ -270,7 +270,7 @@ def run(n: int = 100_000) -> list[Figure]:
     token = {"Authorization": f"Bearer {create_api_token(user=user, name='b', scope='read').raw}"}
     one = Service.objects.get(slug="bench-0")
 
-    figures = [Figure(f"insights: {n:,} incidents filled in", filled, "s", "-")]
+    figures = [Figure(f"insights: {n:,} incidents filled (or found) in", filled, "s", "-")]
     for label, path, headers, entry in [
         ("/insights, 90 days, all services", "/insights?days=90", session, key(90, None)),
         ("/insights, 30 days (the default)", "/insights", session, key(30, None)),
