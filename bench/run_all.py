@@ -6,6 +6,7 @@ import alertmanager
 import dashboard
 import escalation
 import ingest
+import insights_page
 import memory
 from common import Figure, print_table
 
@@ -16,6 +17,7 @@ def main() -> None:
     figures += escalation.run()
     figures += ingest.run()
     figures += alertmanager.run()
+    figures += insights_page.run()
     figures += memory.run()
     print_table("triage benchmarks", figures)
 

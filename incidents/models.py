@@ -272,7 +272,16 @@ class TimelineEvent(models.Model):
 
     class Meta:
         ordering: ClassVar = ["created_at", "pk"]
-        indexes: ClassVar = [models.Index(fields=["incident", "created_at"])]
+        indexes: ClassVar = [
+            models.Index(fields=["incident", "created_at"]),
+            # On-call health (insights.selectors): which incidents escalated in
+            # a range, without reading every event of the range.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(kind="escalated"),
+                name="timeline_escalated",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on #{self.incident_id}"

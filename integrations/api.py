@@ -29,6 +29,7 @@ from accounts.models import ApiToken, TokenScope
 from accounts.tokens import authenticate_token
 from incidents import services
 from incidents.models import OPEN_STATUSES, Incident, Source
+from insights.cache import cached_health
 from integrations import selectors
 from integrations.schemas import (
     CreatedIncidentOut,
@@ -36,6 +37,8 @@ from integrations.schemas import (
     IncidentFilter,
     IncidentIn,
     IncidentPage,
+    InsightsFilter,
+    InsightsOut,
     NoteIn,
     OnCallFilter,
     OnCallOut,
@@ -422,8 +425,35 @@ def who_is_on_call(request: HttpRequest, filters: Query[OnCallFilter]) -> dict[s
     return selectors.on_call(at=at, schedule=schedule, policy=policy)
 
 
+health = Router(tags=["insights"])
+
+
+@health.get(
+    "/insights",
+    response={200: InsightsOut, **READ_ERRORS},
+    url_name="insights",
+    summary="On-call health: volume, response times, noise, who is paged when",
+    description=(
+        "The figures of the `/insights` page for the last `days` calendar days (today "
+        "included, in the server's time zone), for one `service` or all: incidents per day, "
+        "median and 90th percentile time to acknowledge and to resolve, the noisiest dedup "
+        "keys, pages per person in business hours, nights and weekends, and incidents that "
+        "escalated past level 1. Read from PostgreSQL and cached for up to 60 seconds "
+        "(`as_of` says when they were read)."
+    ),
+)
+def insights(request: HttpRequest, filters: Query[InsightsFilter]) -> dict[str, Any]:
+    service = None
+    if filters.service:
+        service = selectors.service_by_slug(filters.service)
+        if service is None:
+            raise _invalid_field("service", f"No service with slug {filters.service!r}.")
+    return selectors.insights_out(cached_health(filters.days, service))
+
+
 api.add_router("", incidents)
 api.add_router("", catalogue)
+api.add_router("", health)
 
 
 def openapi_document() -> dict[str, Any]:

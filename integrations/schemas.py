@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
@@ -229,4 +229,89 @@ class OnCallFilter(Schema):
     service: Slug | None = Field(None, description="A service's slug: its escalation policy.")
     at: Moment | None = Field(
         None, description="The moment to ask about (ISO 8601; default now; no zone: TIME_ZONE)."
+    )
+
+
+# --- on-call health (/v1/insights) --------------------------------------------
+
+INSIGHT_RANGES = (7, 30, 90)
+
+
+def _a_range(value: int) -> int:
+    if value not in INSIGHT_RANGES:
+        raise ValueError("must be 7, 30 or 90")
+    return value
+
+
+class InsightsFilter(Schema):
+    days: Annotated[int, AfterValidator(_a_range)] = Field(
+        30,
+        description="The last 7, 30 or 90 calendar days, today included (server's time zone).",
+        json_schema_extra={"enum": list(INSIGHT_RANGES)},
+    )
+    service: Slug | None = Field(None, description="A service's slug; none: every service.")
+
+
+class DayCountOut(Schema):
+    date: date
+    incidents: int
+
+
+class DurationsOut(Schema):
+    count: int = Field(description="Incidents with this time (acknowledged, or resolved).")
+    median_seconds: float | None
+    p90_seconds: float | None = Field(description="The 90th percentile (interpolated).")
+
+
+class NoisyOut(Schema):
+    key: str = Field(description="The dedup key, or the title of incidents without one.")
+    is_dedup_key: bool
+    service: ServiceRef
+    incidents: int = Field(description="Incidents it opened in the range.")
+    alert_repeats: int = Field(description="Alerts that joined those incidents while open.")
+    last_opened_at: datetime
+
+
+class PersonPagesOut(Schema):
+    username: str
+    business_hours: int
+    nights: int
+    weekends: int
+    total: int
+
+
+class ServiceHealthOut(Schema):
+    service: ServiceRef
+    incidents: int
+    acknowledge_median_seconds: float | None
+    resolve_median_seconds: float | None
+    escalated_past_level_1: int
+
+
+class BusinessHoursOut(Schema):
+    weekdays: str = Field(description="Always Mon-Fri; Saturday and Sunday are weekend.")
+    start: str = Field(description="HH:MM, inclusive.")
+    end: str = Field(description="HH:MM, exclusive.")
+    time_zone: str
+
+
+class InsightsOut(Schema):
+    days: int
+    service: ServiceRef | None = Field(description="The service shown, or null for all.")
+    start: datetime = Field(description="Local midnight of the first day.")
+    as_of: datetime = Field(description="When the figures were read (cached up to 60 s).")
+    business_hours: BusinessHoursOut
+    incidents: int = Field(description="Incidents opened in the range.")
+    incidents_per_day: list[DayCountOut]
+    time_to_acknowledge: DurationsOut
+    time_to_resolve: DurationsOut
+    escalated_past_level_1: int = Field(
+        description="Incidents opened in the range that escalated to level 2 or higher."
+    )
+    noisiest: list[NoisyOut] = Field(description="At most 10, most incidents first.")
+    pages_per_person: list[PersonPagesOut] = Field(
+        description="One page is one person paged at one escalation step; most pages first."
+    )
+    services: list[ServiceHealthOut] = Field(
+        description="Per service, most incidents first (empty when one service is asked for)."
     )

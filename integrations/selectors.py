@@ -23,6 +23,7 @@ from incidents import selectors
 from incidents.models import OPEN_STATUSES, Incident, Service, TimelineEvent
 from incidents.selectors import timeline
 from incidents.serializers import event_json, incident_json
+from insights.selectors import Health
 from integrations.models import ChangeEvent
 from integrations.payloads import web_url
 from paging import oncall
@@ -306,4 +307,72 @@ def on_call(
         "at": at.isoformat(),
         "schedules": [schedule_on_call(item, at=at) for item in schedules],
         "policy": None,
+    }
+
+
+# --- on-call health -------------------------------------------------------------
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+def insights_out(figures: Health) -> dict[str, Any]:
+    opens, closes = settings.BUSINESS_HOURS
+    service = figures.service
+    return {
+        "days": figures.days,
+        "service": {"slug": service.slug, "name": service.name} if service else None,
+        "start": figures.start,
+        "as_of": figures.end,
+        "business_hours": {
+            "weekdays": "Mon-Fri",
+            "start": f"{opens:%H:%M}",
+            "end": f"{closes:%H:%M}",
+            "time_zone": figures.time_zone,
+        },
+        "incidents": figures.incidents,
+        "incidents_per_day": [{"date": day, "incidents": n} for day, n in figures.per_day],
+        "time_to_acknowledge": {
+            "count": figures.acknowledge.count,
+            "median_seconds": _seconds(figures.acknowledge.median),
+            "p90_seconds": _seconds(figures.acknowledge.p90),
+        },
+        "time_to_resolve": {
+            "count": figures.resolve.count,
+            "median_seconds": _seconds(figures.resolve.median),
+            "p90_seconds": _seconds(figures.resolve.p90),
+        },
+        "escalated_past_level_1": figures.escalated,
+        "noisiest": [
+            {
+                "key": row.key,
+                "is_dedup_key": row.is_dedup_key,
+                "service": {"slug": row.service, "name": row.service_name},
+                "incidents": row.incidents,
+                "alert_repeats": row.alert_repeats,
+                "last_opened_at": row.last_opened_at,
+            }
+            for row in figures.noisiest
+        ],
+        "pages_per_person": [
+            {
+                "username": person.username,
+                "business_hours": person.business_hours,
+                "nights": person.nights,
+                "weekends": person.weekends,
+                "total": person.total,
+            }
+            for person in figures.pages
+        ],
+        "services": [
+            {
+                "service": {"slug": row.slug, "name": row.name},
+                "incidents": row.incidents,
+                "acknowledge_median_seconds": _seconds(row.acknowledge_median),
+                "resolve_median_seconds": _seconds(row.resolve_median),
+                "escalated_past_level_1": row.escalated,
+            }
+            for row in figures.services
+        ],
     }

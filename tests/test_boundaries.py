@@ -67,7 +67,7 @@ def late():
     }
 
 
-APPS = {"accounts", "incidents", "paging", "integrations", "postmortems", "chat"}
+APPS = {"accounts", "incidents", "paging", "insights", "integrations", "postmortems", "chat"}
 
 
 def test_the_project_package_imports_no_app() -> None:

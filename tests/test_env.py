@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import time
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -45,6 +47,22 @@ def test_lists_are_comma_separated_and_trimmed(monkeypatch: pytest.MonkeyPatch) 
     assert env.env_list("HOSTS", ["a"]) == ["a"]
     monkeypatch.setenv("HOSTS", " triage.example.com , ,localhost")
     assert env.env_list("HOSTS", []) == ["triage.example.com", "localhost"]
+
+
+def test_business_hours_are_a_start_and_an_end_within_one_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert env.env_clock_range("HOURS", "09:00-18:00") == (time(9), time(18))
+    monkeypatch.setenv("HOURS", " 07:30 - 16:00 ")
+    assert env.env_clock_range("HOURS", "09:00-18:00") == (time(7, 30), time(16))
+    for wrong, message in [
+        ("9-5", "HOURS must look like 09:00-18:00"),
+        ("09:00", "HOURS must look like 09:00-18:00"),
+        ("18:00-09:00", "HOURS must start before it ends"),
+    ]:
+        monkeypatch.setenv("HOURS", wrong)
+        with pytest.raises(ImproperlyConfigured, match=message):
+            env.env_clock_range("HOURS", "09:00-18:00")
 
 
 def test_a_file_variant_wins_over_the_plain_variable(

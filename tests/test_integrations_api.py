@@ -12,8 +12,8 @@ from redis import Redis
 
 from accounts.tokens import NewToken, create_api_token, revoke_api_token
 from incidents import services
-from incidents.models import EventKind, Incident, Service
-from paging.models import Rotation, RotationMember, Schedule
+from incidents.models import EventKind, Incident, Service, TimelineEvent
+from paging.models import Page, Rotation, RotationMember, Schedule
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory, policy_with_levels
 
 pytestmark = pytest.mark.django_db
@@ -386,3 +386,107 @@ def test_on_call_questions_that_cannot_be_answered_are_422(
         assert response.status_code == 422, params
         assert response["Content-Type"] == "application/problem+json"
         assert field in response.json()["errors"], params
+
+
+# --- on-call health -----------------------------------------------------------
+
+
+def test_insights_give_the_page_s_figures_as_json(
+    client: Client, web: Service, read_token: NewToken, redis: Redis, time_machine: Any
+) -> None:
+    monday = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    time_machine.move_to(datetime(2026, 11, 29, 20, 0, tzinfo=UTC), tick=False)
+    ana = UserFactory(username="ana")
+    for minutes in (1, 2, 6):
+        incident = Incident.objects.create(
+            service=web,
+            title="Disk full",
+            severity="error",
+            status="resolved",
+            dedup_key="disk-full",
+            opened_at=monday,
+            acknowledged_at=monday + timedelta(minutes=minutes),
+            resolved_at=monday + timedelta(minutes=10 * minutes),
+        )
+        Page.objects.create(
+            incident=incident, user=ana, channel="ntfy", level=1, step=1, due_at=monday
+        )
+    Page.objects.update(created_at=monday)  # Monday 10:00: business hours
+    TimelineEvent.objects.create(
+        incident=incident, kind=EventKind.ESCALATED, created_at=monday, data={"level": 2}
+    )
+
+    response = get(client, "/v1/insights", read_token, days="7")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["days"] == 7
+    assert body["service"] is None
+    assert body["start"] == "2026-11-23T00:00:00Z"
+    assert body["as_of"] == "2026-11-29T20:00:00Z"
+    assert body["business_hours"] == {
+        "weekdays": "Mon-Fri",
+        "start": "09:00",
+        "end": "18:00",
+        "time_zone": "UTC",
+    }
+    assert body["incidents"] == 3
+    assert body["incidents_per_day"][0] == {"date": "2026-11-23", "incidents": 3}
+    assert len(body["incidents_per_day"]) == 7
+    # 1, 2 and 6 minutes: p90 is 0.8 of the way from 2 to 6 minutes.
+    assert body["time_to_acknowledge"] == {
+        "count": 3,
+        "median_seconds": 120.0,
+        "p90_seconds": 312.0,
+    }
+    assert body["time_to_resolve"] == {"count": 3, "median_seconds": 1200.0, "p90_seconds": 3120.0}
+    assert body["escalated_past_level_1"] == 1
+    assert body["noisiest"] == [
+        {
+            "key": "disk-full",
+            "is_dedup_key": True,
+            "service": {"slug": "web", "name": "Web shop"},
+            "incidents": 3,
+            "alert_repeats": 0,
+            "last_opened_at": "2026-11-23T10:00:00Z",
+        }
+    ]
+    assert body["pages_per_person"] == [
+        {"username": "ana", "business_hours": 3, "nights": 0, "weekends": 0, "total": 3}
+    ]
+    assert body["services"] == [
+        {
+            "service": {"slug": "web", "name": "Web shop"},
+            "incidents": 3,
+            "acknowledge_median_seconds": 120.0,
+            "resolve_median_seconds": 1200.0,
+            "escalated_past_level_1": 1,
+        }
+    ]
+
+
+def test_insights_for_one_service_and_what_they_refuse(
+    client: Client, web: Service, read_token: NewToken, redis: Redis
+) -> None:
+    one = get(client, "/v1/insights", read_token, service="web")
+    assert one.status_code == 200
+    assert one.json()["days"] == 30
+    assert one.json()["service"] == {"slug": "web", "name": "Web shop"}
+    assert one.json()["services"] == []
+    assert one.json()["time_to_acknowledge"]["median_seconds"] is None
+
+    for params, field in [
+        ({"days": "14"}, "days"),
+        ({"days": "x"}, "days"),
+        ({"service": "nope"}, "service"),
+    ]:
+        response = get(client, "/v1/insights", read_token, **params)
+        assert response.status_code == 422, params
+        assert response["Content-Type"] == "application/problem+json"
+        assert field in response.json()["errors"], params
+    assert client.get("/v1/insights").status_code == 401
+    document = client.get("/v1/openapi.json").json()
+    days = next(
+        p for p in document["paths"]["/v1/insights"]["get"]["parameters"] if p["name"] == "days"
+    )
+    assert days["schema"]["enum"] == [7, 30, 90]

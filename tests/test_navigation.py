@@ -14,6 +14,7 @@ EVERYONE = {
     "Incidents": "/",
     "New incident": "/incidents/new",
     "On call": "/oncall",
+    "Insights": "/insights",
     "Post-mortems": "/postmortems/",
     "Integrations": "/integrations",
     "Status page": "/status",

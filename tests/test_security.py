@@ -88,6 +88,7 @@ ACCESS: dict[str, tuple[str, str]] = {
     "v1/incidents/<incident_id>/notes": ("POST", "token"),
     "v1/services": ("GET", "token"),
     "v1/oncall": ("GET", "token"),
+    "v1/insights": ("GET", "token"),
     "v1/": ("GET", "public"),  # django-ninja's root: a 404 for everyone
     "mcp": ("POST", "token"),
     "oncall": ("GET", "login"),
@@ -99,6 +100,7 @@ ACCESS: dict[str, tuple[str, str]] = {
     "account/notifications/<int:pk>/delete": ("POST", "login"),
     "account/notifications/<int:pk>/row": ("GET", "login"),
     "oncall/unreachable": ("GET", "staff"),
+    "insights": ("GET", "login"),
     "": ("GET", "login"),
     "incidents": ("POST", "either"),
     "incidents/new": ("GET", "login"),

@@ -9,6 +9,7 @@ file wins over the plain variable so a leaked default cannot shadow it.
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -91,3 +92,18 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def env_clock_range(name: str, default: str) -> tuple[time, time]:
+    """``HH:MM-HH:MM`` within one day (start before end), as two times."""
+    value = (_raw(name) or default).strip()
+    start, _, end = value.partition("-")
+    try:
+        first, last = time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must look like 09:00-18:00 (start-end, 24-hour clock), got {value!r}"
+        ) from None
+    if first >= last:
+        raise ImproperlyConfigured(f"{name} must start before it ends, got {value!r}")
+    return first, last

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from triage.env import (
     env_bool,
     env_choice,
+    env_clock_range,
     env_float,
     env_int,
     env_list,
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
     "accounts",
     "incidents",
     "paging",
+    # On-call health: read-only figures over incidents and paging.
+    "insights",
     "postmortems",
     "integrations",
     "chat",
@@ -232,6 +235,10 @@ except (zoneinfo.ZoneInfoNotFoundError, ValueError):
     ) from None
 USE_I18N = False
 USE_TZ = True
+# Business hours, Monday to Friday in TIME_ZONE (start inclusive, end
+# exclusive): /insights splits each person's pages into business hours,
+# nights (the rest of a weekday) and weekends (all of Saturday and Sunday).
+BUSINESS_HOURS = env_clock_range("BUSINESS_HOURS", "09:00-18:00")
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")) or "staticfiles")

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("integrations.urls")),
     path("", include("chat.urls")),
     path("", include("paging.urls")),
+    path("", include("insights.urls")),
     path("", include("incidents.urls")),
     path("", include("accounts.urls")),
 ]
