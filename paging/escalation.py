@@ -200,22 +200,8 @@ def _notification_plan(people: list[User]) -> list[_Plan]:
 def _page_level(incident: Incident, level: EscalationLevel, *, now: datetime) -> list[str]:
     people = level_targets(level, at=now)
     names = [person.get_username() for person in people]
-    pages: list[Page] = []
     plan = _notification_plan(people)
-    for item in plan:
-        pages.append(
-            Page(
-                incident=incident,
-                user=item.user,
-                contact_method=item.method,
-                channel=item.method.scheme if item.method else "none",
-                level=incident.escalation_level,
-                step=incident.escalation_step,
-                due_at=now + timedelta(minutes=item.delay),
-                status=PageStatus.QUEUED if item.method else PageStatus.FAILED,
-                error=item.unreachable,
-            )
-        )
+    pages = _page_rows(incident, plan, now)
     Page.objects.bulk_create(pages)
     record_event(
         incident,
@@ -850,6 +836,11 @@ def _escalated_event(incident: Incident, now: datetime, lateness: float) -> Time
 
 def _pages(incident: Incident, paging: _LevelPaging, now: datetime) -> list[Page]:
     """``_page_level``'s Page rows, for an incident already moved to its level."""
+    return _page_rows(incident, paging.plan, now)
+
+
+def _page_rows(incident: Incident, plan: list[_Plan], now: datetime) -> list[Page]:
+    """One Page row per planned notification, at the incident's level and step."""
     return [
         Page(
             incident=incident,
@@ -862,7 +853,7 @@ def _pages(incident: Incident, paging: _LevelPaging, now: datetime) -> list[Page
             status=PageStatus.QUEUED if item.method else PageStatus.FAILED,
             error=item.unreachable,
         )
-        for item in paging.plan
+        for item in plan
     ]
 
 
