@@ -6,6 +6,9 @@ Every rejection happens before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -135,20 +138,40 @@ def _events_key(routing_key: str) -> Integration | HttpResponse:
     return integration
 
 
-@csrf_exempt
-@require_POST
-def enqueue(request: HttpRequest) -> HttpResponse:
-    """POST /v2/enqueue: PagerDuty's Events API v2, same responses."""
+class _Routed(Protocol):
+    @property
+    def routing_key(self) -> str: ...
+
+
+Parsed = TypeVar("Parsed", bound=_Routed)
+
+
+def _events_request(
+    request: HttpRequest, parse: Callable[[Any], Parsed | list[str]]
+) -> tuple[Integration, Parsed] | HttpResponse:
+    """The body of an Events API request parsed and its key checked, or
+    PagerDuty's answer refusing it (the same for alert and change events)."""
     try:
         data = json_body(request)
     except BadRequest as exc:
         return _invalid_event(exc.status, [exc.detail], exc.title)
-    event = parse_event(data)
-    if isinstance(event, list):
-        return _invalid_event(400, event)
-    integration = _events_key(event.routing_key)
+    parsed = parse(data)
+    if isinstance(parsed, list):
+        return _invalid_event(400, parsed)
+    integration = _events_key(parsed.routing_key)
     if isinstance(integration, HttpResponse):
         return integration
+    return integration, parsed
+
+
+@csrf_exempt
+@require_POST
+def enqueue(request: HttpRequest) -> HttpResponse:
+    """POST /v2/enqueue: PagerDuty's Events API v2, same responses."""
+    received = _events_request(request, parse_event)
+    if isinstance(received, HttpResponse):
+        return received
+    integration, event = received
     outcome = services.ingest_event(integration, event)
     return JsonResponse(
         {"status": "success", "message": "Event processed", "dedup_key": outcome.dedup_key},
@@ -163,16 +186,10 @@ def change_enqueue(request: HttpRequest) -> HttpResponse:
 
     An Events API v2 key takes both alert and change events, as in PagerDuty.
     """
-    try:
-        data = json_body(request)
-    except BadRequest as exc:
-        return _invalid_event(exc.status, [exc.detail], exc.title)
-    change = parse_change_event(data)
-    if isinstance(change, list):
-        return _invalid_event(400, change)
-    integration = _events_key(change.routing_key)
-    if isinstance(integration, HttpResponse):
-        return integration
+    received = _events_request(request, parse_change_event)
+    if isinstance(received, HttpResponse):
+        return received
+    integration, change = received
     services.record_change(integration, change)
     return JsonResponse({"status": "success", "message": "Change event processed"}, status=202)
 
