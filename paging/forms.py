@@ -51,3 +51,44 @@ class RuleForm(forms.Form):
         super().__init__(*args, **kwargs)
         field = self.fields["contact_method"]
         field.queryset = ContactMethod.objects.filter(user=user)  # type: ignore[attr-defined]
+
+
+class PersonChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    """People by full name and username, the way teammates know each other."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        full = obj.get_full_name()
+        return f"{full} ({obj.get_username()})" if full else str(obj.get_username())
+
+
+class MomentField(forms.DateTimeField):
+    """A date and time; a NUL byte is refused, not silently dropped by a parser."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise forms.ValidationError("Null characters are not allowed.")
+        return super().to_python(value)
+
+
+class ShiftRangeForm(forms.Form):
+    """A range of time. Times without an offset are read in the time zone
+    active while validating: the views activate the schedule's own."""
+
+    start = MomentField()
+    end = MomentField()
+
+
+class CoverForm(ShiftRangeForm):
+    asked = PersonChoiceField(
+        queryset=None,
+        required=False,
+        empty_label="Anyone on the rotation",
+        label="Ask",
+    )
+    note = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args: Any, people: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["asked"].queryset = people  # type: ignore[attr-defined]

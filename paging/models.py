@@ -294,3 +294,90 @@ class UsedActionLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} link {self.nonce} used by {self.user_id}"
+
+
+class CoverStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for an answer"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CoverRequest(models.Model):
+    """``requester`` asks ``asked`` (or, when empty, anyone on the schedule's
+    rotations) to be on call for the schedule from ``start`` to ``end``.
+
+    Nothing changes on the schedule until someone accepts: accepting writes an
+    ``Override`` for them (``paging.shifts.accept_cover``). Only a pending
+    request moves, and only once (a conditional update on ``status``).
+    """
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="cover_requests")
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    asked = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    note = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=10, choices=CoverStatus.choices, default=CoverStatus.PENDING
+    )
+    created_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    override = models.ForeignKey(
+        Override, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering: ClassVar = ["start", "pk"]
+        constraints: ClassVar = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="cover_ends_after_start"),
+            models.CheckConstraint(
+                condition=Q(status__in=CoverStatus.values), name="cover_status_valid"
+            ),
+        ]
+        indexes: ClassVar = [
+            # "My shifts" lists the pending requests a person may answer.
+            models.Index(
+                fields=["schedule", "start"],
+                condition=Q(status="pending"),
+                name="cover_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"cover {self.schedule} from {self.start:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class ShiftChange(models.Model):
+    """The audit trail of on-call changes made by people: who, when, what.
+
+    Written by ``paging.shifts`` in the transaction of the change itself, so
+    an audit row exists exactly when the change does.
+    """
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="changes")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField()
+    what = models.CharField(max_length=300)
+    cover_request = models.ForeignKey(
+        CoverRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    override = models.ForeignKey(
+        Override, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering: ClassVar = ["-at", "-pk"]
+        indexes: ClassVar = [models.Index(fields=["schedule", "-at"], name="shift_change_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.what}"

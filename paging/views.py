@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,8 +17,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from icalendar import Calendar, Event
 
 from accounts.tokens import authenticate_token
-from paging import oncall
-from paging.forms import ContactMethodForm, RuleForm
+from paging import oncall, shift_selectors
+from paging import shifts as shift_services
+from paging.forms import ContactMethodForm, CoverForm, RuleForm, ShiftRangeForm
 from paging.models import ContactMethod, NotificationRule, Schedule
 from paging.selectors import unreachable, unreachable_everyone
 from paging.tasks import send_test_notification
@@ -29,29 +31,43 @@ ICAL_WEEKS = 8
 @login_required
 @require_GET
 def oncall_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "paging/oncall.html", oncall_context(request.user))
+
+
+def oncall_context(viewer: Any, **extra: Any) -> dict[str, Any]:
+    """The on-call page: each schedule's now, next, shifts, pending cover
+    requests and recent changes, and what ``viewer`` may change there."""
     now = timezone.now()
     rows = []
     people: dict[int, User] = {}
-    for schedule in Schedule.objects.order_by("name"):
+    schedules = list(Schedule.objects.order_by("name"))
+    pending = shift_selectors.pending_on(schedules, now=now)
+    changes = shift_selectors.recent_changes(schedules, now=now)
+    for schedule in schedules:
         shifts = oncall.shifts(schedule, start=now, end=now + timedelta(days=TIMELINE_DAYS))
         on_call = oncall.who_is_on_call(schedule, at=now)
         upcoming = oncall.next_handoff(schedule, at=now)
         for person in [*on_call, *([upcoming.user] if upcoming else [])]:
             people[person.pk] = person
+        team = shift_services.members(schedule)
         rows.append(
             {
                 "schedule": schedule,
                 "now": on_call,
                 "next": upcoming,
                 "shifts": shifts,
+                "may_change": viewer.is_staff or team.filter(pk=viewer.pk).exists(),
+                "cover_form": CoverForm(people=team.exclude(pk=viewer.pk)),
+                "range_form": ShiftRangeForm(),
+                "pending": pending.get(schedule.pk, []),
+                "changes": changes.get(schedule.pk, [])[:5],
             }
         )
     # People on call now or next whom nothing verified can reach: say so
     # before an incident finds out.
     reasons = unreachable(people.values())
     warnings = [(people[pk], reason) for pk, reason in sorted(reasons.items())]
-    context = {"rows": rows, "days": TIMELINE_DAYS, "warnings": warnings}
-    return render(request, "paging/oncall.html", context)
+    return {"rows": rows, "days": TIMELINE_DAYS, "warnings": warnings, "now": now, **extra}
 
 
 @login_required

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
@@ -33,6 +35,7 @@ from redis import Redis
 from accounts.oidc import forget_provider
 from accounts.tokens import NewToken, create_api_token
 from incidents.models import Incident, Service
+from paging.models import CoverRequest, Rotation, RotationMember, Schedule
 from integrations.keys import NewKey
 from postmortems.models import ActionItem, PostMortem
 from tests.factories import IncidentFactory, contact
@@ -181,6 +184,7 @@ class World:
     post_mortem: PostMortem
     item: ActionItem
     method_pk: int
+    cover: CoverRequest
 
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token.raw}"}
@@ -218,6 +222,25 @@ def world(web: Service, redis: Redis, settings: Any, idp: OidcProvider) -> World
         post_mortem=pm,
         item=action_item(pm),
         method_pk=contact(staff).pk,
+        cover=_cover_request(staff),
+    )
+
+
+def _cover_request(staff: User) -> CoverRequest:
+    """The "primary" schedule, pat and sam on its rotation, sam asking pat."""
+    now = timezone.now()
+    schedule = Schedule.objects.create(name="Primary", slug="primary")
+    rotation = Rotation.objects.create(schedule=schedule, name="r", start=now, shift_unit="days")
+    sam = User.objects.create_user("sam")
+    for position, person in enumerate((staff, sam)):
+        RotationMember.objects.create(rotation=rotation, user=person, position=position)
+    return CoverRequest.objects.create(
+        schedule=schedule,
+        requester=sam,
+        asked=staff,
+        start=now + timedelta(days=1),
+        end=now + timedelta(days=2),
+        created_at=now,
     )
 
 
@@ -482,6 +505,10 @@ FORM_ENDPOINTS: dict[str, FormEndpoint] = {
         lambda w: "/account/notifications", ["method-name", "method-url", "rule-delay_minutes"]
     ),
     "account/tokens": FormEndpoint(lambda w: "/account/tokens", ["name", "scope"]),
+    "oncall/<slug:slug>/take": FormEndpoint(lambda w: "/oncall/primary/take", ["start", "end"]),
+    "oncall/<slug:slug>/cover": FormEndpoint(
+        lambda w: "/oncall/primary/cover", ["start", "end", "asked", "note"]
+    ),
     "incidents/<int:pk>/public-title": FormEndpoint(
         lambda w: f"/incidents/{w.incident.pk}/public-title", ["public_title"]
     ),
@@ -534,6 +561,10 @@ NO_BODY = {
     "account/notifications/<int:pk>/delete",
     "account/notifications/<int:pk>/row",
     "oncall/unreachable",
+    "oncall/mine",
+    "oncall/cover/<int:pk>/accept",
+    "oncall/cover/<int:pk>/decline",
+    "oncall/cover/<int:pk>/cancel",
     "insights",
     "",
     "incidents/new",
@@ -547,6 +578,7 @@ NO_BODY = {
 PATH_PARAMETERS: list[Callable[[str], str]] = [
     lambda text: f"/oncall/people/{text}.ics",
     lambda text: f"/oncall/{text}.ics",
+    lambda text: f"/oncall/{text}/take",
     lambda text: f"/integrations/alertmanager/{text}",
     lambda text: f"/integrations/grafana/{text}",
     lambda text: f"/integrations/heartbeat/{text}",
@@ -703,6 +735,8 @@ def _concrete(route: str, w: World) -> str:
         values["<int:pk>"] = str(w.events.integration.pk)
     if route.startswith("account/notifications/"):
         values["<int:pk>"] = str(w.method_pk)
+    if route.startswith("oncall/cover/"):
+        values["<int:pk>"] = str(w.cover.pk)
     if route.startswith("account/tokens/"):
         values["<int:pk>"] = str(w.token.token.pk)
     path = route

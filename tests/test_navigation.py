@@ -18,6 +18,7 @@ EVERYONE = {
     "Post-mortems": "/postmortems/",
     "Integrations": "/integrations",
     "Status page": "/status",
+    "My shifts": "/oncall/mine",
     "My notifications": "/account/notifications",
     "API tokens": "/account/tokens",
 }

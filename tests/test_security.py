@@ -100,6 +100,15 @@ ACCESS: dict[str, tuple[str, str]] = {
     "account/notifications/<int:pk>/delete": ("POST", "login"),
     "account/notifications/<int:pk>/row": ("GET", "login"),
     "oncall/unreachable": ("GET", "staff"),
+    "oncall/mine": ("GET", "login"),
+    "oncall/<slug:slug>/take": (
+        "POST",
+        "login",
+    ),  # rotation members and staff (tests/test_shifts.py)
+    "oncall/<slug:slug>/cover": ("POST", "login"),
+    "oncall/cover/<int:pk>/accept": ("POST", "login"),  # the person asked and staff
+    "oncall/cover/<int:pk>/decline": ("POST", "login"),
+    "oncall/cover/<int:pk>/cancel": ("POST", "login"),  # the requester and staff
     "insights": ("GET", "login"),
     "": ("GET", "login"),
     "incidents": ("POST", "either"),
