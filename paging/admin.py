@@ -11,8 +11,10 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from paging.escalation import release_holds
+from paging.forms import PersonChoiceField, PersonMultipleChoiceField, RotationWithMembersForm
 from paging.models import (
     ContactMethod,
+    CoverRequest,
     EscalationLevel,
     EscalationPolicy,
     MaintenanceWindow,
@@ -22,8 +24,26 @@ from paging.models import (
     Rotation,
     RotationMember,
     Schedule,
+    ShiftChange,
 )
+from paging.policy_text import describe_policy
 from paging.selectors import unreachable
+
+
+class FullNames:
+    """Pickers of people show "Ana Lima (ana)", ordered by name, not bare usernames."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.related_model is User:
+            kwargs["form_class"] = PersonChoiceField
+            kwargs["queryset"] = User.objects.order_by("first_name", "last_name", "username")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.related_model is User:
+            kwargs["form_class"] = PersonMultipleChoiceField
+            kwargs["queryset"] = User.objects.order_by("first_name", "last_name", "username")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
 
 
 class NotificationRuleInline(admin.TabularInline[NotificationRule, ContactMethod]):
@@ -32,14 +52,14 @@ class NotificationRuleInline(admin.TabularInline[NotificationRule, ContactMethod
 
 
 @admin.register(ContactMethod)
-class ContactMethodAdmin(admin.ModelAdmin[ContactMethod]):
+class ContactMethodAdmin(FullNames, admin.ModelAdmin[ContactMethod]):
     list_display = ("name", "user", "scheme", "position", "enabled", "last_test_result")
     list_filter = ("enabled",)
     search_fields = ("name", "user__username")
     inlines = (NotificationRuleInline,)
 
 
-class RotationMemberInline(admin.TabularInline[RotationMember, Rotation]):
+class RotationMemberInline(FullNames, admin.TabularInline[RotationMember, Rotation]):
     model = RotationMember
     extra = 1
 
@@ -52,12 +72,15 @@ class RotationAdmin(admin.ModelAdmin[Rotation]):
 
 
 class RotationInline(admin.TabularInline[Rotation, Schedule]):
+    """Rotations with their members, in turn order, on the schedule's own page."""
+
     model = Rotation
+    form = RotationWithMembersForm
     extra = 0
     show_change_link = True
 
 
-class OverrideInline(admin.TabularInline[Override, Schedule]):
+class OverrideInline(FullNames, admin.TabularInline[Override, Schedule]):
     model = Override
     extra = 0
 
@@ -104,7 +127,7 @@ class ScheduleAdmin(WarnsUnreachable, admin.ModelAdmin[Schedule]):
         )
 
 
-class EscalationLevelInline(admin.StackedInline[EscalationLevel, EscalationPolicy]):
+class EscalationLevelInline(FullNames, admin.StackedInline[EscalationLevel, EscalationPolicy]):
     model = EscalationLevel
     extra = 0
     filter_horizontal = ("users", "schedules")
@@ -112,10 +135,15 @@ class EscalationLevelInline(admin.StackedInline[EscalationLevel, EscalationPolic
 
 @admin.register(EscalationPolicy)
 class EscalationPolicyAdmin(WarnsUnreachable, admin.ModelAdmin[EscalationPolicy]):
-    list_display = ("name", "repeat_count")
+    list_display = ("name", "summary")
     search_fields = ("name",)
+    readonly_fields = ("summary",)
     inlines = (EscalationLevelInline,)
     unreachable_what = "paged by this policy"
+
+    @admin.display(description="In plain words")
+    def summary(self, obj: EscalationPolicy) -> str:
+        return describe_policy(obj) if obj.pk else "Save the policy to see it in plain words."
 
     def paged_people(self, object_id: int) -> Any:
         levels = {"escalationlevel__policy_id": object_id}
@@ -155,6 +183,34 @@ class MaintenanceWindowAdmin(admin.ModelAdmin[MaintenanceWindow]):
         super().delete_queryset(request, queryset)
         for service_id in services:
             release_holds(service_id)
+
+
+@admin.register(CoverRequest)
+class CoverRequestAdmin(FullNames, admin.ModelAdmin[CoverRequest]):
+    """Responders make and answer requests from /oncall; staff may look and fix."""
+
+    list_display = ("schedule", "requester", "asked", "start", "end", "status", "decided_by")
+    list_filter = ("status", "schedule")
+    list_select_related = ("schedule", "requester", "asked", "decided_by")
+
+
+@admin.register(ShiftChange)
+class ShiftChangeAdmin(admin.ModelAdmin[ShiftChange]):
+    """The audit trail of responders' shift changes: read only."""
+
+    list_display = ("at", "schedule", "actor", "what")
+    list_filter = ("schedule",)
+    search_fields = ("what", "actor__username")
+    list_select_related = ("schedule", "actor")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Page)

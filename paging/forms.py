@@ -4,8 +4,10 @@ from typing import Any
 
 import apprise
 from django import forms
+from django.contrib.auth.models import User
+from django.db import transaction
 
-from paging.models import ContactMethod
+from paging.models import ContactMethod, Rotation, RotationMember
 from triage import outbound
 
 
@@ -70,6 +72,56 @@ class MomentField(forms.DateTimeField):
         if isinstance(value, str) and "\x00" in value:
             raise forms.ValidationError("Null characters are not allowed.")
         return super().to_python(value)
+
+
+class PersonMultipleChoiceField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]
+    def label_from_instance(self, obj: Any) -> str:
+        return PersonChoiceField.label_from_instance(self, obj)  # type: ignore[arg-type]
+
+
+class RotationWithMembersForm(forms.ModelForm[Rotation]):
+    """A rotation and its members, in turn order, edited in one line of the
+    schedule's admin page (the admin cannot nest an inline in an inline)."""
+
+    members = forms.CharField(
+        required=False,
+        max_length=2000,
+        help_text="Usernames in turn order, separated by commas.",
+    )
+
+    class Meta:
+        model = Rotation
+        fields = ("name", "start", "shift_length", "shift_unit")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            names = self.instance.members.values_list("user__username", flat=True)
+            self.fields["members"].initial = ", ".join(names)
+
+    def clean_members(self) -> list[User]:
+        names = [n.strip() for n in str(self.cleaned_data["members"]).split(",") if n.strip()]
+        found = {user.username: user for user in User.objects.filter(username__in=names)}
+        unknown = [name for name in names if name not in found]
+        if unknown:
+            raise forms.ValidationError(f"Nobody has the username {', '.join(unknown)}.")
+        return [found[name] for name in names]
+
+    def _save_m2m(self) -> None:
+        # ModelForm.save runs this at once, or later as save_m2m() when the
+        # admin's formset saves with commit=False: the rotation has a pk then.
+        super()._save_m2m()  # type: ignore[misc]
+        self._save_members()
+
+    @transaction.atomic
+    def _save_members(self) -> None:
+        if "members" not in self.changed_data:
+            return
+        self.instance.members.all().delete()
+        RotationMember.objects.bulk_create(
+            RotationMember(rotation=self.instance, user=user, position=position)
+            for position, user in enumerate(self.cleaned_data["members"])
+        )
 
 
 class ShiftRangeForm(forms.Form):

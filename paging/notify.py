@@ -13,7 +13,8 @@ from django.utils import timezone
 from incidents.models import Status
 from paging import escalation
 from paging.messages import page_message
-from paging.models import ContactMethod, Page, PageStatus
+from paging.models import ContactMethod, CoverRequest, CoverStatus, Page, PageStatus
+from paging.shifts import display_name, members, span
 from triage import counters, outbound, readmodel
 from triage.celery import app as celery_app
 
@@ -144,3 +145,34 @@ def send_test(method_id: int) -> str:
         last_test_at=now, last_test_result="delivered", reach_verified_at=now
     )
     return "delivered"
+
+
+def tell_about_cover(cover_id: int) -> int:
+    """Tell the people a cover request asks (the person named, or everyone
+    else on the schedule's rotations) through their first enabled contact
+    method. Best effort, no retries: the request also waits on their "My
+    shifts" page. Returns how many were reached."""
+    cover = CoverRequest.objects.select_related("schedule", "requester", "asked").get(pk=cover_id)
+    if cover.status != CoverStatus.PENDING:
+        return 0
+    people = (
+        [cover.asked]
+        if cover.asked
+        else list(members(cover.schedule).exclude(pk=cover.requester_id))
+    )
+    title = f"{display_name(cover.requester)} asks you to cover {cover.schedule.name}"
+    note = f" “{cover.note}”" if cover.note else ""
+    body = (
+        f"{span(cover.schedule, cover.start, cover.end)}.{note} "
+        f"Accept or decline: {settings.BASE_URL}/oncall/mine"
+    )
+    reached = 0
+    for person in people:
+        method = (
+            ContactMethod.objects.filter(user=person, enabled=True)
+            .order_by("position", "pk")
+            .first()
+        )
+        if method is not None and send(method.url, title=title, body=body).ok:
+            reached += 1
+    return reached

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from paging.models import CoverRequest, CoverStatus, Override, Schedule, ShiftChange
+from triage.celery import app as celery_app
 
 # Longer changes are the admin's business (a new rotation, not an override).
 LONGEST = timedelta(days=31)
@@ -91,6 +92,24 @@ def _lock(schedule: Schedule) -> Schedule:
     return Schedule.objects.select_for_update().get(pk=schedule.pk)
 
 
+def _refuse_if_taken(
+    schedule: Schedule, start: datetime, end: datetime, *, by_other_than: list[User]
+) -> None:
+    """Refuse a range someone else already holds by an override (the caller
+    holds the schedule lock, so no override can appear meanwhile)."""
+    taken = (
+        Override.objects.filter(schedule=schedule, start__lt=end, end__gt=start)
+        .exclude(user__in=by_other_than)
+        .select_related("user")
+        .first()
+    )
+    if taken is not None:
+        raise ShiftRefused(
+            f"{display_name(taken.user)} already took {span(schedule, taken.start, taken.end)}: "
+            "ask them to cover you instead."
+        )
+
+
 @transaction.atomic
 def take_shift(
     schedule: Schedule, *, actor: User, start: datetime, end: datetime, now: datetime
@@ -107,17 +126,7 @@ def take_shift(
         raise NotAllowed(f"You are not on a rotation of {schedule.name}.")
     locked = _lock(schedule)
     start = max(start, now)
-    taken = (
-        Override.objects.filter(schedule=locked, start__lt=end, end__gt=start)
-        .exclude(user=actor)
-        .select_related("user")
-        .first()
-    )
-    if taken is not None:
-        raise ShiftRefused(
-            f"{display_name(taken.user)} already took {span(locked, taken.start, taken.end)}: "
-            "ask them to cover you instead."
-        )
+    _refuse_if_taken(locked, start, end, by_other_than=[actor])
     override = Override.objects.create(schedule=locked, user=actor, start=start, end=end)
     what = f"{display_name(actor)} took {locked.name} {span(locked, start, end)}"
     _audit(locked, actor, what, now, override=override)
@@ -137,7 +146,8 @@ def ask_cover(
 ) -> CoverRequest:
     """Ask ``asked`` (or, with None, anyone on the schedule's rotations) to be
     on call instead of ``actor`` from ``start`` to ``end``. Nothing changes on
-    the schedule until someone accepts."""
+    the schedule until someone accepts. The people asked are notified
+    through their first contact method after commit."""
     _check_range(start, end, now)
     if not (actor.is_staff or is_member(actor, schedule)):
         raise NotAllowed(f"You are not on a rotation of {schedule.name}.")
@@ -152,6 +162,8 @@ def ask_cover(
         note=note,
         created_at=now,
     )
+    # The people asked hear of it once the request is committed (paging.tasks).
+    transaction.on_commit(lambda: celery_app.send_task("paging.tell_about_cover", [cover.pk]))
     whom = display_name(asked) if asked else "anyone on the rotation"
     what = (
         f"{display_name(actor)} asked {whom} to cover {schedule.name} {span(schedule, start, end)}"
@@ -190,10 +202,11 @@ def accept_cover(cover: CoverRequest, *, actor: User, now: datetime) -> Override
     if cover.end <= now:
         raise ShiftRefused("This request's time is already over.")
     schedule = _lock(cover.schedule)
+    start = max(cover.start, now)
+    # The requester may have given the time away meanwhile (someone took it).
+    _refuse_if_taken(schedule, start, cover.end, by_other_than=[actor, cover.requester])
     _settle(cover, CoverStatus.ACCEPTED, actor, now)
-    override = Override.objects.create(
-        schedule=schedule, user=actor, start=max(cover.start, now), end=cover.end
-    )
+    override = Override.objects.create(schedule=schedule, user=actor, start=start, end=cover.end)
     CoverRequest.objects.filter(pk=cover.pk).update(override=override)
     what = (
         f"{display_name(actor)} covers {display_name(cover.requester)} on {schedule.name} "

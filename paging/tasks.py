@@ -87,6 +87,11 @@ def send_test_notification(method_id: int) -> str:
     return notify.send_test(method_id)
 
 
+@shared_task(name="paging.tell_about_cover", ignore_result=True)
+def tell_about_cover(cover_id: int) -> int:
+    return notify.tell_about_cover(cover_id)
+
+
 @worker_ready.connect
 def _rebuild_on_start(**_: Any) -> None:
     # Redis may have been flushed while no worker ran: rebuild before work.

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -35,8 +35,8 @@ from redis import Redis
 from accounts.oidc import forget_provider
 from accounts.tokens import NewToken, create_api_token
 from incidents.models import Incident, Service
-from paging.models import CoverRequest, Rotation, RotationMember, Schedule
 from integrations.keys import NewKey
+from paging.models import CoverRequest, Rotation, RotationMember, Schedule
 from postmortems.models import ActionItem, PostMortem
 from tests.factories import IncidentFactory, contact
 from tests.integration_factories import (

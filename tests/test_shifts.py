@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime, timedelta
@@ -12,8 +13,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection, connections, transaction
 from django.test import Client
+from redis import Redis
 from time_machine import TimeMachineFixture
 
+from paging import notify
 from paging import shifts as services
 from paging.models import (
     CoverRequest,
@@ -24,7 +27,8 @@ from paging.models import (
     ShiftChange,
 )
 from paging.oncall import who_is_on_call
-from tests.factories import UserFactory
+from tests.factories import UserFactory, contact
+from tests.receiver import receiver
 
 pytestmark = pytest.mark.django_db
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -281,6 +285,20 @@ def test_the_person_asked_declines_and_the_schedule_is_unchanged(
     assert not Override.objects.exists()
 
 
+def test_a_request_for_time_someone_else_took_meanwhile_cannot_be_accepted(
+    team: dict[str, User],
+) -> None:
+    ask(as_(team["ben"]), team["dee"])
+    take(as_(team["ana"]))
+    cover = CoverRequest.objects.get()
+    response = as_(team["dee"]).post(f"/oncall/cover/{cover.pk}/accept")
+    assert response.status_code == 409
+    assert "Ana Lima (ana) already took" in response.content.decode()
+    cover.refresh_from_db()
+    assert cover.status == "pending"
+    assert on_call(BEN_START) == ["ana"]
+
+
 def test_only_the_person_asked_answers(team: dict[str, User]) -> None:
     ask(as_(team["ben"]), team["dee"])
     cover = CoverRequest.objects.get()
@@ -364,3 +382,47 @@ def test_my_shifts_lists_my_next_shifts_and_my_calendar_link(team: dict[str, Use
     assert page.count("<strong>Ops</strong>") >= 5
     assert "http://testserver/oncall/people/ben.ics" in page
     assert "You are not on call" in as_(team["cy"]).get("/oncall/mine").content.decode()
+
+
+# --- telling the people asked -----------------------------------------------------
+
+
+def test_asking_queues_a_notification_once_the_request_is_committed(
+    team: dict[str, User], redis: Redis, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        ask(as_(team["ben"]), team["dee"])
+    assert len(callbacks) == 1
+    queued = [json.loads(raw) for raw in redis.lrange("celery", 0, -1)]
+    tasks = [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in queued]
+    assert tasks == [("paging.tell_about_cover", f"[{CoverRequest.objects.get().pk}]")]
+
+
+def test_the_person_asked_hears_of_it_through_their_contact_method(
+    team: dict[str, User], outbound_loopback: Any
+) -> None:
+    with receiver() as inbox:
+        contact(team["dee"], inbox.url)
+        contact(team["ana"], inbox.url)
+        ask(as_(team["ben"]), team["dee"])
+        cover = CoverRequest.objects.get()
+        assert notify.tell_about_cover(cover.pk) == 1
+    [message] = inbox.messages
+    assert message["title"] == "Ben Lima (ben) asks you to cover Ops"
+    assert "Wed 2026-12-02 09:00 to Wed 2026-12-02 15:00 (Europe/Berlin)" in message["message"]
+    assert "“dentist”" in message["message"]
+    assert "/oncall/mine" in message["message"]
+
+
+def test_a_request_to_the_rotation_tells_every_other_member_while_it_is_pending(
+    team: dict[str, User], outbound_loopback: Any
+) -> None:
+    with receiver() as inbox:
+        for name in ("ana", "ben", "dee", "cy"):
+            contact(team[name], inbox.url)
+        ask(as_(team["ben"]), None)
+        cover = CoverRequest.objects.get()
+        assert notify.tell_about_cover(cover.pk) == 2  # ana and dee
+        as_(team["ben"]).post(f"/oncall/cover/{cover.pk}/cancel")
+        assert notify.tell_about_cover(cover.pk) == 0
+    assert len(inbox.messages) == 2
