@@ -22,12 +22,13 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
+from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
 from accounts.http import api_or_login
 from accounts.models import TokenScope
-from incidents import hooks, selectors, services
+from incidents import hooks, rowcache, selectors, services
 from incidents.forms import FilterForm, IncidentForm, NoteForm, PublicTitleForm
 from incidents.models import OPEN_STATUSES, Incident, Severity, Status
 from incidents.serializers import event_json, incident_json
@@ -101,10 +102,10 @@ def _listing(request: HtmxHttpRequest, number: int) -> _Listing:
     Redis, straight from PostgreSQL (and no stamp: no 304s).
     """
     now = timezone.now()
-    asked = [request.GET.get(name, "") for name in FilterForm.base_fields]
+    asked = _asked(request, number)
     try:
         version = readmodel.version()
-        key = "dashboard:" + _digest(version, asked, number)
+        key = "dashboard:" + _digest(version, asked)
         cached: _Listing | None = cache.get(key)
     except (RedisError, OSError, ConnectionInterrupted):
         logger.warning("redis unavailable; the dashboard is read from PostgreSQL")
@@ -114,9 +115,60 @@ def _listing(request: HtmxHttpRequest, number: int) -> _Listing:
     listing = _read_listing(_filters(request), number, stamp=f"{version}:{now.timestamp()}")
     try:
         cache.set(key, listing, readmodel.ENTRY_TTL)
+        _store_stamp(asked, version, listing)
     except (RedisError, OSError, ConnectionInterrupted):
         logger.warning("redis unavailable; the dashboard was not cached")
     return listing
+
+
+def _asked(request: HtmxHttpRequest, number: int) -> tuple[list[str], int]:
+    """The filters as asked (not yet checked) and the page: what a cached read is for."""
+    return [request.GET.get(name, "") for name in FilterForm.base_fields], number
+
+
+def _stamp_key(asked: tuple[list[str], int]) -> str:
+    return "triage:dashboard:stamp:" + _digest(asked)
+
+
+def _store_stamp(asked: tuple[list[str], int], version: int, listing: _Listing) -> None:
+    """Beside the cached listing, what its ETag is made of, small enough to
+    answer an unchanged poll without reading the listing (``_unchanged_etag``)."""
+    until = listing.fresh_until.timestamp() if listing.fresh_until else ""
+    get_redis_connection("default").set(
+        _stamp_key(asked), f"{version}|{listing.stamp}|{until}", ex=readmodel.ENTRY_TTL
+    )
+
+
+def _unchanged_etag(request: HtmxHttpRequest, number: int) -> str:
+    """The ETag the list's refresh would carry, when the last listing read
+    for these filters and page was read at the current version and is still
+    fresh; else "" (then the listing itself is read, as for any request).
+
+    Why this cannot answer 304 for a list that changed: the stamp entry
+    names the version it was read at, and a change bumps the version after
+    its commit, so the entry no longer matches. Two reads of one version
+    (an entry that expired and was read again) may leave the stamp of one
+    beside the listing of the other; both were read at that version, so
+    both are what it shows, and an ETag of the other misses here and is
+    answered from the listing.
+    """
+    try:
+        version, entry = readmodel.version_and(_stamp_key(_asked(request, number)))
+    except (RedisError, OSError):
+        return ""
+    if entry is None:
+        return ""
+    read_at, stamp, until = entry.decode().split("|")
+    if int(read_at) != version or (until and timezone.now().timestamp() >= float(until)):
+        return ""
+    return _etag(request, stamp)
+
+
+def _etag(request: HtmxHttpRequest, stamp: str) -> str:
+    # The refresh shows the list (the version read and when) as this user
+    # asked for it (the path holds the filters and page).
+    user = request.user
+    return f'"{_digest(stamp, user.pk, user.get_username(), request.get_full_path())}"'
 
 
 def _digest(*parts: object) -> str:
@@ -131,26 +183,31 @@ def _page_number(request: HtmxHttpRequest) -> int:
 @login_required
 @require_GET
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    listing = _listing(request, _page_number(request))
+    number = _page_number(request)
     refresh = bool(request.htmx and request.htmx.target == "incident-list")
+    known = request.headers.get("If-None-Match", "") if refresh else ""
+    if known and (etag := _unchanged_etag(request, number)) and etag in known:
+        # An unchanged poll: two small reads from Redis, no listing.
+        return _revalidated(HttpResponseNotModified(), etag)
+    listing = _listing(request, number)
     etag = ""
     if refresh and listing.stamp:
-        # The refresh shows the list (the version read and when) as this
-        # user asked for it (the path holds the filters and page).
-        user = request.user
-        etag = f'"{_digest(listing.stamp, user.pk, user.get_username(), request.get_full_path())}"'
-        if etag in request.headers.get("If-None-Match", ""):
+        etag = _etag(request, listing.stamp)
+        if etag in known:
             return _revalidated(HttpResponseNotModified(), etag)
     paginator: Paginator[selectors.DashboardRow] = Paginator(listing.rows, PAGE_SIZE)
     paginator.count = listing.count
     page = Page(listing.rows, listing.number, paginator)
+    # One reverse() for the page instead of two per row.
+    incident_url = reverse("incident-detail", args=[0]).removesuffix("0")
     context = {
         "page": page,
+        # Each row's markup, rendered once per what it shows (incidents.rowcache).
+        "rows": rowcache.render_rows(listing.rows, incident_url),
         "counts": [(Severity(value), n) for value, n in listing.counts.items()],
         "total_open": sum(listing.counts.values()),
         "query": _query_without_page(request),
-        # One reverse() for the page instead of two per row.
-        "incident_url": reverse("incident-detail", args=[0]).removesuffix("0"),
+        "incident_url": incident_url,
     }
     if refresh:
         response = render(request, "incidents/dashboard.html#refresh", {**context, "refresh": True})

@@ -17,7 +17,13 @@ from incidents.models import Incident
 from incidents.selectors import DashboardRow, row_of
 from incidents.timeline import Actor, after_commit
 from paging import escalation, state
-from paging.selectors import holds_change_at, next_steps, paging_summary, reach
+from paging.selectors import (
+    holds_change_at,
+    maintenance_windows,
+    next_steps,
+    paging_summary,
+    reach,
+)
 
 
 class PagingLifecycle(Lifecycle):
@@ -63,11 +69,12 @@ class PagingPages(Pages):
             row.paged = summaries[row.pk].paged
             row.next_escalation_at = summaries[row.pk].next_escalation_at
         reached = reach(rows, {row.pk: row.paged for row in rows})
-        upcoming = next_steps(rows, now=now)
+        windows = maintenance_windows(rows, now)  # one read for the holds and their end
+        upcoming = next_steps(rows, now=now, windows=windows)
         for row in rows:
             row.reach = reached[row.pk]
             row.next_step = upcoming[row.pk]
-        return holds_change_at(rows, now)
+        return holds_change_at(windows, now)
 
     def incident_page(self, incident: Incident, *, now: datetime) -> dict[str, Any]:
         row = row_of(incident)

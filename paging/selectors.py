@@ -6,12 +6,10 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import reduce
-from operator import or_
 from typing import Protocol
 
 from django.contrib.auth.models import User
-from django.db.models import Max, Min, Prefetch, Q
+from django.db.models import Prefetch
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -174,20 +172,25 @@ def reach(
     one query: people in the order they were paged, then anyone named in
     ``paged`` (the live paging state) without a page row."""
     # Step 0 never paged anyone: no query when no incident has paged yet.
-    stepped = [incident for incident in incidents if incident.escalation_step > 0]
+    steps = {i.pk: i.escalation_step for i in incidents if i.escalation_step > 0}
     rows = (
-        # Every page of each incident's current step, oldest first: who was
-        # paged now and how each attempt went (page_incident_step index).
-        Page.objects.filter(
-            reduce(or_, (Q(incident_id=i.pk, step=i.escalation_step) for i in stepped))
-        )
+        # Every page of these incidents, oldest first (page_incident_step
+        # index), of which each incident's current step: who was paged now
+        # and how each attempt went. One IN list instead of a (incident,
+        # step) pair per incident: the ORM builds it in a fraction of the
+        # time, and an incident has a few pages per step it went through.
+        Page.objects.filter(incident_id__in=steps)
         .order_by("incident_id", "pk")
-        .values_list("incident_id", "user__username", "channel", "status", "error", "sent_at")
-        if stepped
+        .values_list(
+            "incident_id", "step", "user__username", "channel", "status", "error", "sent_at"
+        )
+        if steps
         else []
     )
     pages: dict[int, dict[str, list[tuple[str, str, str, datetime | None]]]] = {}
-    for incident_id, person, channel, status, error, sent_at in rows:
+    for incident_id, step, person, channel, status, error, sent_at in rows:
+        if step != steps[incident_id]:
+            continue
         pages.setdefault(incident_id, {}).setdefault(person or "a deleted user", []).append(
             (channel, status, error, sent_at)
         )
@@ -209,16 +212,19 @@ def _in(moment: datetime, now: datetime) -> str:
     return "due now" if minutes == 0 else f"in {minutes} min"
 
 
-def next_steps(incidents: Sequence[HasEscalation], *, now: datetime) -> dict[int, NextStep | None]:
+def next_steps(
+    incidents: Sequence[HasEscalation], *, now: datetime, windows: Sequence[Window]
+) -> dict[int, NextStep | None]:
     """What happens next for each incident, in a fixed number of queries.
 
     "next: level 2 — bob, in 4 min" (the people of the next level as they will
     be at its deadline: on-call schedules resolved for that moment), "last
     level — nobody else will be paged", "… repeats 1 more time", "held by a
-    maintenance window until 04:00 UTC".
+    maintenance window until 04:00 UTC" (``windows``: ``maintenance_windows``
+    of these incidents).
     """
     open_ones = [i for i in incidents if i.status != Status.RESOLVED]
-    held = _held(open_ones, now)
+    held = _held(windows, now)
     policies = {i.policy_id for i in open_ones if i.policy_id is not None}
     levels: dict[int, list[EscalationLevel]] = {}
     if policies:
@@ -243,30 +249,36 @@ def next_steps(incidents: Sequence[HasEscalation], *, now: datetime) -> dict[int
     return found
 
 
-def _held(incidents: Sequence[HasEscalation], now: datetime) -> dict[int, datetime]:
+Window = tuple[int, datetime, datetime]  # service id, start, end
+
+
+def maintenance_windows(incidents: Sequence[HasEscalation], now: datetime) -> list[Window]:
+    """The maintenance windows not over yet of these incidents' services
+    (those with a deadline a window could hold): one query, none without."""
+    services = {i.service_id for i in incidents if i.next_escalation_at is not None}
+    if not services:
+        return []
+    return list(
+        MaintenanceWindow.objects.filter(service_id__in=services, end__gt=now).values_list(
+            "service_id", "start", "end"
+        )
+    )
+
+
+def _held(windows: Sequence[Window], now: datetime) -> dict[int, datetime]:
     """Service id → end of the maintenance window holding it now (the latest end)."""
-    services = {i.service_id for i in incidents if i.next_escalation_at is not None}
-    if not services:
-        return {}
-    return dict(
-        MaintenanceWindow.objects.filter(service_id__in=services, start__lte=now, end__gt=now)
-        .values("service_id")
-        .annotate(until=Max("end"))
-        .values_list("service_id", "until")
-    )
+    held: dict[int, datetime] = {}
+    for service_id, start, end in windows:
+        if start <= now:
+            held[service_id] = max(end, held.get(service_id, end))
+    return held
 
 
-def holds_change_at(incidents: Sequence[HasEscalation], now: datetime) -> datetime | None:
-    """The next moment a maintenance window of these incidents' services
-    starts or ends: until then, what ``next_steps`` says of holds stays true
-    (one query, none without a deadline to hold)."""
-    services = {i.service_id for i in incidents if i.next_escalation_at is not None}
-    if not services:
-        return None
-    first = MaintenanceWindow.objects.filter(service_id__in=services, end__gt=now).aggregate(
-        start=Min("start", filter=Q(start__gt=now)), end=Min("end")
-    )
-    return min((moment for moment in first.values() if moment is not None), default=None)
+def holds_change_at(windows: Sequence[Window], now: datetime) -> datetime | None:
+    """The next moment one of these maintenance windows starts or ends:
+    until then, what ``next_steps`` says of holds stays true."""
+    starts = [start for _, start, _ in windows if start > now]
+    return min([*starts, *(end for _, _, end in windows)], default=None)
 
 
 def _next_level(

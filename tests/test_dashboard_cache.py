@@ -246,3 +246,77 @@ def test_a_paged_event_that_names_nobody_in_a_list_shows_nobody(alice_client: Cl
         kind="paged", data={"paged": "not a list"}, created_at=incident.opened_at
     )
     assert '<td class="reach">—</td>' in row_html(alice_client, incident)
+
+
+def test_an_unchanged_poll_does_not_read_the_cached_list(
+    alice_client: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answering 304 reads the version and a small stamp entry in one round
+    trip (and the session), never the listing a full answer is built from."""
+    for n in range(30):
+        IncidentFactory(title=f"incident {n}")
+    etag = poll(alice_client)["ETag"]
+    sent: list[tuple[Any, ...]] = []
+    execute = Redis.execute_command
+
+    def spy(self: Redis, *args: Any, **options: Any) -> Any:
+        sent.append(args)
+        return execute(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", spy)
+    assert poll(alice_client, etag).status_code == 304
+    assert not [args for args in sent if "dashboard:" in str(args[1:]) and args[0] == "GET"]
+    assert len(sent) <= 2, sent  # the session, then the version with the stamp
+
+
+def test_after_a_change_only_the_rows_that_changed_are_rendered_again(
+    alice_client: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incidents = [IncidentFactory(title=f"incident {n}") for n in range(5)]
+    from incidents import rowcache
+
+    rendered: list[int] = []
+    original = rowcache.get_template
+
+    def counting(name: str) -> Any:
+        template = original(name)
+
+        class Counting:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(template, name)
+
+            def render(self, context: dict[str, Any]) -> str:
+                rendered.append(context["incident"].pk)
+                return str(template.render(context))
+
+        return Counting()
+
+    monkeypatch.setattr(rowcache, "get_template", counting)
+    alice_client.get("/")
+    assert sorted(rendered) == sorted(i.pk for i in incidents)
+    rendered.clear()
+    services.acknowledge_incident(incidents[2], actor=None)
+    row = row_html(alice_client, incidents[2])
+    assert '<span class="status acknowledged">Acknowledged</span>' in row
+    assert rendered == [incidents[2].pk]
+
+
+def test_without_redis_an_unchanged_poll_is_answered_in_full(
+    alice_client: Client, settings: Any
+) -> None:
+    IncidentFactory(title="still listed")
+    settings.CACHES = {
+        alias: {
+            **config,
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {
+                **config.get("OPTIONS", {}),
+                "SOCKET_CONNECT_TIMEOUT": 0.1,
+                "SOCKET_TIMEOUT": 0.1,
+            },
+        }
+        for alias, config in settings.CACHES.items()
+    }
+    response = poll(alice_client, '"an etag from before the outage"')
+    assert response.status_code == 200
+    assert "still listed" in response.content.decode()

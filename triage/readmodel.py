@@ -42,6 +42,14 @@ def version() -> int:
     return int(value or 0)
 
 
+def version_and(key: str) -> tuple[int, bytes | None]:
+    """The current version and the raw value at ``key``, in one round trip
+    (a reader's small entry that says which version it was written at);
+    raises RedisError/OSError when Redis is unavailable."""
+    current, value = get_redis_connection("default").mget([KEY, key])
+    return int(current or 0), value
+
+
 def bump() -> None:
     """Something open changed: retire every cached read (now; see bump_after_commit)."""
     try:
