@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 from psycopg import errors as pg_errors
 
-from incidents import hooks
+from incidents import hooks, hotpath
 from incidents.errors import (
     DuplicateOpenIncident,
     IdempotencyConflict,
@@ -193,6 +193,41 @@ def _join(request: _Request) -> Opened | None:
         data={"source": request.source, **request.data},
     )
     return Opened(joined, created=False, deduplicated=True)
+
+
+def repeat_alert(
+    *,
+    service: Service,
+    dedup_key: str,
+    title: str,
+    source: str,
+    data: dict[str, Any],
+    now: datetime,
+) -> int | None:
+    """An alert repeat from monitoring (no actor, no idempotency key): the
+    alert-repeat event ``open_incident`` records when ``dedup_key`` has an
+    open incident on ``service``, written in one statement
+    (``incidents.hotpath.record_repeat``). Returns the incident's id, or None
+    when no incident with that key is open: then nothing was written and the
+    caller opens one with ``open_incident``, which settles the races of a new
+    incident.
+
+    Concurrency: see ``hotpath``; a resolve committing first leaves nothing
+    to join (None), one committing after sees the repeat.
+
+    The read model is not bumped: the dashboard shows nothing a repeat
+    changes (its rows name the people paged, never alert repeats), so its
+    cached lists stay right.
+    """
+    if not dedup_key:
+        return None
+    return hotpath.record_repeat(
+        service_id=service.pk,
+        dedup_key=dedup_key,
+        message=title,
+        data={"source": source, **data},
+        now=now,
+    )
 
 
 def _insert(request: _Request) -> Opened:

@@ -1,7 +1,8 @@
 """The endpoints monitoring talks to: Alertmanager's and Grafana's webhooks,
 the Events API v2 endpoints (alerts and change events) and heartbeat pings.
 Thin: authenticate the key, rate-limit, parse, call the service, answer.
-Every rejection happens before anything is written.
+Every rejection happens before anything is written. Each is ``machine``: it
+runs without the browser-only middleware (``triage.lean``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from integrations.models import Grouping, Integration, Kind
 from integrations.payloads import parse_alertmanager, parse_change_event, parse_event
 from triage import ratelimit
 from triage.http import BadRequest, json_body, problem
+from triage.lean import machine
 
 
 def _bearer(request: HttpRequest) -> str:
@@ -96,6 +98,7 @@ def _webhook(request: HttpRequest, key: str, kind: Kind) -> HttpResponse:
     )
 
 
+@machine
 @csrf_exempt
 @require_POST
 def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
@@ -103,6 +106,7 @@ def alertmanager(request: HttpRequest, key: str = "") -> HttpResponse:
     return _webhook(request, key, Kind.ALERTMANAGER)
 
 
+@machine
 @csrf_exempt
 @require_http_methods(["POST", "PUT"])
 def grafana(request: HttpRequest, key: str = "") -> HttpResponse:
@@ -164,6 +168,7 @@ def _events_request(
     return integration, parsed
 
 
+@machine
 @csrf_exempt
 @require_POST
 def enqueue(request: HttpRequest) -> HttpResponse:
@@ -179,6 +184,7 @@ def enqueue(request: HttpRequest) -> HttpResponse:
     )
 
 
+@machine
 @csrf_exempt
 @require_POST
 def change_enqueue(request: HttpRequest) -> HttpResponse:
@@ -194,6 +200,7 @@ def change_enqueue(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "success", "message": "Change event processed"}, status=202)
 
 
+@machine
 @csrf_exempt
 @require_http_methods(["GET", "HEAD", "POST"])
 def heartbeat(request: HttpRequest, key: str) -> HttpResponse:

@@ -480,6 +480,18 @@ def ingest_event(integration: Integration, event: Event, *, now: datetime | None
     # so it can acknowledge or resolve the incident later.
     dedup_key = event.dedup_key or uuid.uuid4().hex
     if event.action == "trigger":
+        # Most triggers repeat an open incident's alert: one statement when
+        # they do; a new incident goes the whole way.
+        repeated = incident_services.repeat_alert(
+            service=integration.service,
+            dedup_key=event.dedup_key,
+            title=_one_line(event.summary),
+            source=Source.EVENTS_V2,
+            data=_event_fields(event),
+            now=now,
+        )
+        if repeated is not None:
+            return Outcome("joined", dedup_key, repeated)
         opened = incident_services.open_incident(
             service=integration.service,
             title=_one_line(event.summary),

@@ -78,14 +78,16 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "triage.badinput.RefuseUnstorableCharactersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # triage.lean: the browser-only middleware, skipped on the paths
+    # monitoring posts to (sessions, CSRF, auth, messages, framing, CSP, htmx).
+    "triage.lean.Sessions",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "triage.lean.Csrf",
+    "triage.lean.Authentication",
+    "triage.lean.Messages",
+    "triage.lean.XFrameOptions",
+    "triage.lean.ContentSecurityPolicy",
+    "triage.lean.Htmx",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 

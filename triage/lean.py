@@ -1,0 +1,102 @@
+"""The lean path for machine endpoints: what monitoring posts to skips the
+middleware that only browsers need.
+
+An Alertmanager webhook, an Events API v2 sender or a heartbeat ping has no
+session, reads no flash message, is exempt from CSRF (it authenticates with
+its integration key), renders no HTML a Content-Security-Policy or
+X-Frame-Options could protect, and sends no htmx headers. Through the full
+stack those middleware cost about a third of a repeat's Python (CSP alone
+builds its policy twice per response). ``MIDDLEWARE`` lists them wrapped by
+``browser_only``: a subclass that, on a machine path, passes the request
+straight on (hooks too); everywhere else it is the middleware itself.
+
+Kept on machine paths: the Prometheus middleware (request metrics), the
+request log (X-Request-ID and the access line), the security middleware
+(HTTPS redirect, HSTS, nosniff), the refusal of unstorable characters,
+WhiteNoise and CommonMiddleware.
+
+``MACHINE_PATHS`` are path prefixes, so the decision costs one
+``str.startswith`` per wrapped middleware and needs no URL resolution;
+``tests/test_lean.py`` holds it equal to the views marked ``machine`` (the
+test fails when a route is added under a prefix, or a machine view outside
+them). ``/integrations`` itself (the page listing integrations) and its
+rotate and revoke forms are browser pages and keep every middleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from csp.middleware import CSPMiddleware
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
+from django_htmx.middleware import HtmxMiddleware
+
+MACHINE_PATHS = (
+    "/v2/enqueue",
+    "/v2/change/enqueue",
+    "/integrations/v2/",
+    "/integrations/alertmanager",
+    "/integrations/grafana",
+    "/integrations/heartbeat/",
+)
+
+View = TypeVar("View", bound=Callable[..., HttpResponse])
+
+
+def is_machine_path(path: str) -> bool:
+    return path.startswith(MACHINE_PATHS)
+
+
+def machine(view: View) -> View:
+    """Mark a view as a machine endpoint (its route must start with one of
+    ``MACHINE_PATHS``; a test checks both ways)."""
+    view.machine_endpoint = True  # type: ignore[attr-defined]
+    return view
+
+
+def browser_only(middleware: type) -> type:
+    """``middleware`` (a subclass of it, so Django's checks still find it)
+    that passes machine paths straight on, hooks included."""
+
+    class BrowserOnly(middleware):  # type: ignore[valid-type,misc]
+        def __call__(self, request: HttpRequest) -> HttpResponse:
+            if is_machine_path(request.path_info):
+                response: HttpResponse = self.get_response(request)
+                return response
+            return super().__call__(request)  # type: ignore[no-any-return]
+
+        # Django collects these from the instance: defined only when the
+        # middleware has them.
+        if hasattr(middleware, "process_view"):
+
+            def process_view(self, request: HttpRequest, *args: Any) -> Any:
+                if is_machine_path(request.path_info):
+                    return None
+                return super().process_view(request, *args)
+
+        if hasattr(middleware, "process_exception"):
+
+            def process_exception(self, request: HttpRequest, *args: Any) -> Any:
+                if is_machine_path(request.path_info):
+                    return None
+                return super().process_exception(request, *args)
+
+    if hasattr(middleware, "process_template_response"):
+        raise TypeError(f"{middleware.__name__}: template responses are not wrapped")
+    BrowserOnly.__name__ = BrowserOnly.__qualname__ = f"BrowserOnly{middleware.__name__}"
+    return BrowserOnly
+
+
+Sessions = browser_only(SessionMiddleware)
+Csrf = browser_only(CsrfViewMiddleware)
+Authentication = browser_only(AuthenticationMiddleware)
+Messages = browser_only(MessageMiddleware)
+XFrameOptions = browser_only(XFrameOptionsMiddleware)
+ContentSecurityPolicy = browser_only(CSPMiddleware)
+Htmx = browser_only(HtmxMiddleware)
