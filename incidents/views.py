@@ -96,6 +96,7 @@ class _Listing:
     stamp: str
     filters: selectors.IncidentFilter  # the filters applied
     problems: tuple[str, ...]  # filters asked for and ignored, and why
+    more: bool = False  # more than ``count`` match (a long history)
 
 
 def _read_listing(request: HtmxHttpRequest, number: int, stamp: str) -> _Listing:
@@ -107,12 +108,23 @@ def _read_listing(request: HtmxHttpRequest, number: int, stamp: str) -> _Listing
         # Unfiltered, the per-severity counts already add up to the total:
         # no second pass over every open incident just to count them.
         paginator.count = sum(counts.values())
+    more = False
+    if filters.history:
+        paginator.count, more = selectors.history_count(filters)
     page = paginator.get_page(number)
     rows = [selectors.dashboard_row(values) for values in page.object_list]
     # Who is paged and what happens next, from paging (incidents.hooks).
     fresh_until = hooks.pages.dashboard_rows(rows, now=timezone.now())
     return _Listing(
-        counts, paginator.count, page.number, rows, fresh_until, stamp, filters, tuple(problems)
+        counts,
+        paginator.count,
+        page.number,
+        rows,
+        fresh_until,
+        stamp,
+        filters,
+        tuple(problems),
+        more=more,
     )
 
 
@@ -177,6 +189,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "query": _query_without_page(request),
         "filters": listing.filters,
         "filter_problems": listing.problems,
+        "more": listing.more,
         # One reverse() for the page instead of two per row.
         "incident_url": reverse("incident-detail", args=[0]).removesuffix("0"),
     }

@@ -148,3 +148,14 @@ def test_a_cached_history_list_shows_an_incident_resolved_since(
     services.resolve_incident(history["open"], actor=None, now=T0 + timedelta(days=1, hours=1))
     after = alice_client.get("/?status=resolved")
     assert titles(after) == ["cert expired", "checkout 502", "disk full on db1"]
+
+
+def test_a_long_history_is_counted_up_to_a_limit(
+    alice_client: Client, history: dict[str, Incident], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("incidents.selectors.HISTORY_COUNT_LIMIT", 2)
+    monkeypatch.setattr("incidents.views.PAGE_SIZE", 1)
+    html = alice_client.get("/?status=all").content.decode()
+    assert "Page 1 of 2+ · 2+ incidents (narrow by date to reach older ones)" in html
+    exact = alice_client.get("/?status=resolved").content.decode()
+    assert "Page 1 of 2 · 2 incidents</span>" in exact
