@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django import forms
 
 from incidents.models import OPEN_STATUSES, Service, Severity, Status
+from incidents.selectors import STATUS_ALL
 
 
 class IncidentForm(forms.Form):
@@ -46,15 +48,69 @@ class PublicTitleForm(forms.Form):
     )
 
 
+# The dashboard's status filter: "" is the open incidents (the default, in
+# rank order); "all" and "resolved" are the history, newest first.
+STATUS_FILTER_CHOICES = [
+    ("", "Open"),
+    *[(s.value, s.label) for s in map(Status, OPEN_STATUSES)],
+    (Status.RESOLVED.value, Status.RESOLVED.label),
+    (STATUS_ALL, "All"),
+]
+# Dates a person means: PostgreSQL and zone arithmetic are safe well inside.
+_FIRST_YEAR, _LAST_YEAR = 1970, 9998
+
+
 class FilterForm(forms.Form):
-    """Dashboard filters; invalid values are ignored rather than failing the page."""
+    """Dashboard filters. A value that is not valid is dropped (the rest still
+    filter) and named on the page: a stale bookmark still shows incidents."""
 
     service = forms.ModelChoiceField(
-        queryset=Service.objects.all(), to_field_name="slug", required=False, empty_label="All"
-    )
-    severity = forms.ChoiceField(choices=[("", "All"), *Severity.choices], required=False)
-    status = forms.ChoiceField(
-        choices=[("", "Open"), *[(s.value, s.label) for s in map(Status, OPEN_STATUSES)]],
+        queryset=Service.objects.all(),
+        to_field_name="slug",
         required=False,
+        empty_label="All",
+        error_messages={"invalid_choice": "no service with that slug"},
+    )
+    severity = forms.ChoiceField(
+        choices=[("", "All"), *Severity.choices],
+        required=False,
+        error_messages={"invalid_choice": "use one of " + ", ".join(Severity.values)},
+    )
+    status = forms.ChoiceField(
+        choices=STATUS_FILTER_CHOICES,
+        required=False,
+        error_messages={
+            "invalid_choice": "use one of "
+            + ", ".join(value for value, _ in STATUS_FILTER_CHOICES if value)
+        },
     )
     q = forms.CharField(required=False, max_length=200, strip=True, label="Search")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("from"), data.get("to")
+        if start and end and start > end:
+            self.add_error("to", "the end date is before the start date")
+        return data
+
+
+def _opened_date(label: str) -> forms.DateField:
+    # ISO dates only (what <input type="date"> sends): no locale guessing.
+    return forms.DateField(
+        required=False,
+        label=label,
+        input_formats=["%Y-%m-%d"],
+        error_messages={"invalid": "use a date such as 2026-11-30"},
+        validators=[_sensible_year],
+    )
+
+
+def _sensible_year(value: date) -> None:
+    if not _FIRST_YEAR <= value.year <= _LAST_YEAR:
+        raise forms.ValidationError(f"use a year from {_FIRST_YEAR} to {_LAST_YEAR}")
+
+
+# "from" is a Python keyword: these two are added by name. The dates are in
+# the zone times are shown in (incidents.selectors.opened_between).
+FilterForm.base_fields["from"] = _opened_date("Opened from")
+FilterForm.base_fields["to"] = _opened_date("Opened to")

@@ -222,6 +222,11 @@ class Incident(models.Model):
                 condition=Q(status="resolved"),
                 name="incident_resolved_at",
             ),
+            # The history search's "exact dedup key", whatever the status (the
+            # unique constraint above covers open ones only). With the title's
+            # trigram index (migration 0012, where pg_trgm exists) PostgreSQL
+            # answers "title contains or key is" from two indexes, not a scan.
+            models.Index(fields=["dedup_key"], name="incident_dedup_key"),
         ]
 
     def __str__(self) -> str:

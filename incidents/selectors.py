@@ -4,10 +4,11 @@ fixed number of queries however many incidents it shows."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from incidents.models import (
     NOBODY_REACHED_LAST,
@@ -22,13 +23,24 @@ from incidents.models import (
 )
 from triage.numbers import ascii_int
 
+STATUS_ALL = "all"  # the status filter's "every status" (incidents.forms)
+
 
 @dataclass(frozen=True)
 class IncidentFilter:
     service: Service | None = None
     severity: str = ""
+    # "": open (rank order); a Status value; "all". Any but "" reads history.
     status: str = ""
     q: str = ""
+    # Opened on these days (inclusive), in the zone times are shown in.
+    opened_from: date | None = None
+    opened_to: date | None = None
+
+    @property
+    def history(self) -> bool:
+        """Resolved incidents may be listed: newest first instead of rank order."""
+        return self.status in (Status.RESOLVED, STATUS_ALL)
 
 
 def open_counts_by_severity() -> dict[str, int]:
@@ -83,6 +95,8 @@ class DashboardRow:
     # and what happens next.
     reach: list[PersonReach] = field(default_factory=list)
     next_step: NextStep | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
 
     @property
     def severity_label(self) -> str:
@@ -96,6 +110,19 @@ class DashboardRow:
     def nobody_reached(self) -> bool:
         """Flagged "nobody reached" (shown while nobody has acknowledged)."""
         return self.nobody_reached_at is not None and self.status == Status.TRIGGERED
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == Status.RESOLVED
+
+    @property
+    def time_to_acknowledge(self) -> timedelta | None:
+        """Opened to first acknowledged; None if nobody acknowledged."""
+        return None if self.acknowledged_at is None else self.acknowledged_at - self.opened_at
+
+    @property
+    def time_to_resolve(self) -> timedelta | None:
+        return None if self.resolved_at is None else self.resolved_at - self.opened_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +161,82 @@ def open_incidents() -> QuerySet[Incident]:
     )
 
 
+def opened_between(
+    incidents: QuerySet[Incident], first: date | None, last: date | None
+) -> QuerySet[Incident]:
+    """``incidents`` opened from the start of day ``first`` to the end of day
+    ``last``, days in the current time zone (the one times are shown in)."""
+    zone = timezone.get_current_timezone()
+    if first is not None:
+        incidents = incidents.filter(opened_at__gte=_midnight(first, zone))
+    if last is not None:
+        incidents = incidents.filter(opened_at__lt=_midnight(last + timedelta(days=1), zone))
+    return incidents
+
+
+def _midnight(day: date, zone: Any) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), zone)
+
+
+def searched(incidents: QuerySet[Incident], text: str) -> QuerySet[Incident]:
+    """``incidents`` whose title contains ``text``, whose dedup key is
+    ``text``, or whose number is ``text`` (``#42`` or ``42``)."""
+    term = text.strip()
+    if not term:
+        return incidents
+    match = Q(title__icontains=term) | Q(dedup_key=term)
+    number = ascii_int(term.lstrip("#"))
+    if number is not None:
+        match |= Q(pk=number)
+    return incidents.filter(match)
+
+
+def _in_status(filters: IncidentFilter) -> Q:
+    if filters.status == STATUS_ALL:
+        return Q()
+    if filters.status:
+        return Q(status=filters.status)
+    # The default (open) view: a number searched for is found whatever its
+    # status, so "#2" finds a resolved #2 instead of "nothing open matches".
+    number = ascii_int(filters.q.strip().lstrip("#"))
+    return Q(status__in=OPEN_STATUSES) | Q(pk=number) if number else Q(status__in=OPEN_STATUSES)
+
+
 def matching(incidents: QuerySet[Incident], filters: IncidentFilter) -> QuerySet[Incident]:
     """``incidents`` narrowed by the dashboard's filters."""
+    incidents = incidents.filter(_in_status(filters))
     if filters.service is not None:
         incidents = incidents.filter(service=filters.service)
     if filters.severity:
         incidents = incidents.filter(severity=filters.severity)
-    if filters.status:
-        incidents = incidents.filter(status=filters.status)
-    term = filters.q.strip()
-    if term:
-        match = Q(title__icontains=term) | Q(dedup_key=term)
-        number = ascii_int(term.lstrip("#"))
-        if number is not None:
-            match |= Q(pk=number)
-        incidents = incidents.filter(match)
-    return incidents
+    incidents = opened_between(incidents, filters.opened_from, filters.opened_to)
+    return searched(incidents, filters.q)
+
+
+def listed(filters: IncidentFilter) -> QuerySet[Incident]:
+    """The dashboard's incidents: open ones in rank order (open_incidents'
+    order, read from its index); with resolved ones (history), newest first,
+    read from the ``incident_history`` index."""
+    if filters.history:
+        ordered = Incident.objects.order_by("-opened_at", "-id")
+    else:
+        ordered = Incident.objects.alias(rank=SEVERITY_RANK, reached=NOBODY_REACHED_LAST).order_by(
+            "rank", "reached", "opened_at", "id"
+        )
+    return matching(ordered, filters)
+
+
+# Counting a whole history reads every row of it (100,000 incidents: the
+# slowest part of the page); past this many the dashboard says "10,000+".
+HISTORY_COUNT_LIMIT = 10_000
+
+
+def history_count(filters: IncidentFilter) -> tuple[int, bool]:
+    """How many incidents match, up to HISTORY_COUNT_LIMIT, and whether
+    there are more."""
+    # Unordered, ids only: PostgreSQL may stop after any 10,001 index entries.
+    counted = listed(filters).order_by().values("pk")[: HISTORY_COUNT_LIMIT + 1].count()
+    return min(counted, HISTORY_COUNT_LIMIT), counted > HISTORY_COUNT_LIMIT
 
 
 # What a dashboard row reads, named as DashboardRow names it.
@@ -178,15 +265,16 @@ _ROW_COLUMNS = (
     "escalation_step",
     "service_id",
     "nobody_reached_at",
+    "acknowledged_at",
+    "resolved_at",
 )
 
 
 def dashboard_incidents(filters: IncidentFilter) -> QuerySet[Incident, dict[str, Any]]:
-    """The dashboard's list: open incidents matching ``filters``, in rank
-    order, as dicts of what a row shows (``dashboard_row`` makes the row)."""
-    rows: QuerySet[Incident, dict[str, Any]] = matching(open_incidents(), filters).values(
-        *_ROW_COLUMNS, **_ROW_FIELDS
-    )
+    """The dashboard's list: incidents matching ``filters`` (open ones by
+    default) in ``listed``'s order, as dicts of what a row shows
+    (``dashboard_row`` makes the row)."""
+    rows: QuerySet[Incident, dict[str, Any]] = listed(filters).values(*_ROW_COLUMNS, **_ROW_FIELDS)
     return rows
 
 
@@ -218,6 +306,8 @@ def row_of(incident: Incident) -> DashboardRow:
         service_id=incident.service_id,
         policy_id=incident.service.escalation_policy_id,
         nobody_reached_at=incident.nobody_reached_at,
+        acknowledged_at=incident.acknowledged_at,
+        resolved_at=incident.resolved_at,
     )
 
 

@@ -29,8 +29,14 @@ from redis.exceptions import RedisError
 from accounts.http import api_or_login
 from accounts.models import TokenScope
 from incidents import hooks, rowcache, selectors, services
-from incidents.forms import FilterForm, IncidentForm, NoteForm, PublicTitleForm
-from incidents.models import OPEN_STATUSES, Incident, Severity, Status
+from incidents.forms import (
+    STATUS_FILTER_CHOICES,
+    FilterForm,
+    IncidentForm,
+    NoteForm,
+    PublicTitleForm,
+)
+from incidents.models import Incident, Severity
 from incidents.serializers import event_json, incident_json
 from triage import readmodel
 from triage.errors import DomainError
@@ -44,15 +50,28 @@ CHANGED = "incidents-changed"  # htmx event: refresh whatever lists incidents
 SEVERITY_CHOICES = [(value, f"{label} · {value}") for value, label in Severity.choices]
 
 
-def _filters(request: HtmxHttpRequest) -> selectors.IncidentFilter:
+def _filters(request: HtmxHttpRequest) -> tuple[selectors.IncidentFilter, list[str]]:
+    """The filters asked for, and what was wrong with any that were dropped:
+    the others still apply (a stale bookmark with a deleted service still
+    shows incidents) and the page names what it ignored."""
     form = FilterForm(request.GET or None)
-    if not form.is_valid():
-        # A stale bookmark with a deleted service should still show incidents.
-        return selectors.IncidentFilter()
+    if not form.is_bound:
+        return selectors.IncidentFilter(), []
+    form.is_valid()  # an invalid field is left out of cleaned_data
     data = form.cleaned_data
-    return selectors.IncidentFilter(
-        service=data["service"], severity=data["severity"], status=data["status"], q=data["q"]
+    filters = selectors.IncidentFilter(
+        service=data.get("service"),
+        severity=data.get("severity", ""),
+        status=data.get("status", ""),
+        q=data.get("q", ""),
+        opened_from=data.get("from"),
+        opened_to=data.get("to"),
     )
+    problems = [
+        f"{form.fields[name].label or name.capitalize()} ignored: {'; '.join(map(str, errors))}."
+        for name, errors in form.errors.items()
+    ]
+    return filters, problems
 
 
 def _new_incident_form(data: Any = None) -> IncidentForm:
@@ -76,30 +95,48 @@ class _Listing:
     fresh_until: datetime | None
     # What the list was read from: the read model's version and this read.
     stamp: str
+    filters: selectors.IncidentFilter  # the filters applied
+    problems: tuple[str, ...]  # filters asked for and ignored, and why
+    more: bool = False  # more than ``count`` match (a long history)
 
 
-def _read_listing(filters: selectors.IncidentFilter, number: int, stamp: str) -> _Listing:
+def _read_listing(request: HtmxHttpRequest, number: int, stamp: str) -> _Listing:
     """The listing from PostgreSQL (and paging's live state in Redis)."""
+    filters, problems = _filters(request)
     counts = selectors.open_counts_by_severity()
     paginator = Paginator(selectors.dashboard_incidents(filters), PAGE_SIZE)
     if filters == selectors.IncidentFilter():
         # Unfiltered, the per-severity counts already add up to the total:
         # no second pass over every open incident just to count them.
         paginator.count = sum(counts.values())
+    more = False
+    if filters.history:
+        paginator.count, more = selectors.history_count(filters)
     page = paginator.get_page(number)
     rows = [selectors.dashboard_row(values) for values in page.object_list]
     # Who is paged and what happens next, from paging (incidents.hooks).
     fresh_until = hooks.pages.dashboard_rows(rows, now=timezone.now())
-    return _Listing(counts, paginator.count, page.number, rows, fresh_until, stamp)
+    return _Listing(
+        counts,
+        paginator.count,
+        page.number,
+        rows,
+        fresh_until,
+        stamp,
+        filters,
+        tuple(problems),
+        more=more,
+    )
 
 
 def _listing(request: HtmxHttpRequest, number: int) -> _Listing:
     """The listing, from the cache while nothing open changed (triage.readmodel).
 
-    Keyed by (version, filters as asked, page): a change bumps the version,
-    so no entry is ever invalidated, only left behind to expire. The filters
-    are only checked (a service looked up) when the list is read. Without
-    Redis, straight from PostgreSQL (and no stamp: no 304s).
+    Keyed by (version, filters as asked, the time zone their dates are in,
+    page): a change bumps the version, so no entry is ever invalidated, only
+    left behind to expire. The filters are only checked (a service looked
+    up) when the list is read. Without Redis, straight from PostgreSQL (and
+    no stamp: no 304s).
     """
     now = timezone.now()
     asked = _asked(request, number)
@@ -109,10 +146,10 @@ def _listing(request: HtmxHttpRequest, number: int) -> _Listing:
         cached: _Listing | None = cache.get(key)
     except (RedisError, OSError, ConnectionInterrupted):
         logger.warning("redis unavailable; the dashboard is read from PostgreSQL")
-        return _read_listing(_filters(request), number, stamp="")
+        return _read_listing(request, number, stamp="")
     if cached is not None and (cached.fresh_until is None or now < cached.fresh_until):
         return cached
-    listing = _read_listing(_filters(request), number, stamp=f"{version}:{now.timestamp()}")
+    listing = _read_listing(request, number, stamp=f"{version}:{now.timestamp()}")
     try:
         cache.set(key, listing, readmodel.ENTRY_TTL)
         _store_stamp(asked, version, listing)
@@ -122,8 +159,10 @@ def _listing(request: HtmxHttpRequest, number: int) -> _Listing:
 
 
 def _asked(request: HtmxHttpRequest, number: int) -> tuple[list[str], int]:
-    """The filters as asked (not yet checked) and the page: what a cached read is for."""
-    return [request.GET.get(name, "") for name in FilterForm.base_fields], number
+    """The filters as asked (not yet checked), the time zone their dates are
+    in, and the page: what a cached read is for."""
+    asked = [request.GET.get(name, "") for name in FilterForm.base_fields]
+    return [*asked, timezone.get_current_timezone_name()], number
 
 
 def _stamp_key(asked: tuple[list[str], int]) -> str:
@@ -208,17 +247,19 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "total_open": sum(listing.counts.values()),
         "query": _query_without_page(request),
         "incident_url": incident_url,
+        "filters": listing.filters,
+        "filter_problems": listing.problems,
+        "more": listing.more,
     }
     if refresh:
         response = render(request, "incidents/dashboard.html#refresh", {**context, "refresh": True})
         return _revalidated(response, etag) if etag else response
-    filters = _filters(request)
+    filters = listing.filters
     context |= {
-        "filters": filters,
         "selected_service": filters.service.slug if filters.service else "",
         "services": selectors.service_choices(),
         "severity_choices": SEVERITY_CHOICES,
-        "status_choices": [(s, Status(s).label) for s in OPEN_STATUSES],
+        "status_choices": STATUS_FILTER_CHOICES[1:],
     }
     response = render(request, "incidents/dashboard.html", context)
     patch_vary_headers(response, ("HX-Request", "HX-Target"))

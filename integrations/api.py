@@ -233,12 +233,16 @@ def list_incidents(request: HttpRequest, filters: Query[IncidentFilter]) -> dict
         service = selectors.service_by_slug(filters.service)
         if service is None:
             raise _invalid_field("service", f"No service with slug {filters.service!r}.")
+    if filters.opened_from and filters.opened_to and filters.opened_from > filters.opened_to:
+        raise _invalid_field("to", "The end date is before the start date.")
     query = selectors.IncidentQuery(
         status=filters.status or "",
         severity=filters.severity or "",
         service=service,
         source=filters.source or "",
         q=filters.q or "",
+        opened_from=filters.opened_from,
+        opened_to=filters.opened_to,
     )
     try:
         page = selectors.incidents(query, limit=filters.limit, cursor=filters.cursor or None)

@@ -18,8 +18,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -101,6 +101,32 @@ class _Server(MCPServer):
 def _list_open(limit: int) -> dict[str, Any]:
     _who(write=False)
     page = selectors.open_incidents(limit=limit)
+    return {"incidents": page.items, "more": page.next_cursor is not None}
+
+
+def _day(name: str, value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ToolError(f"{name}: {value!r} is not a date such as 2026-11-30.") from None
+    if not 1970 <= day.year <= 9998:  # the dashboard's and /v1's bounds
+        raise ToolError(f"{name}: use a year from 1970 to 9998.")
+    return day
+
+
+def _search(
+    q: str, status: str, opened_from: str | None, opened_to: str | None, limit: int
+) -> dict[str, Any]:
+    _who(write=False)
+    if "\x00" in q:
+        raise ToolError("q must not contain NUL characters.")
+    first, last = _day("opened_from", opened_from), _day("opened_to", opened_to)
+    if first and last and first > last:
+        raise ToolError("opened_to is before opened_from.")
+    query = selectors.IncidentQuery(status=status, q=q, opened_from=first, opened_to=last)
+    page = selectors.incidents(query, limit=limit)
     return {"incidents": page.items, "more": page.next_cursor is not None}
 
 
@@ -205,7 +231,8 @@ def build_server(
         write_tools=write_tools,
         instructions=(
             "triage is an on-call and incident service. Use list_open_incidents to see what is "
-            "broken now and who is paged, get_incident for an incident's timeline. Incident ids "
+            "broken now and who is paged, search_incidents for past ones, get_incident for an "
+            "incident's timeline. Incident ids "
             "are the numbers shown as #N."
         ),
     )
@@ -218,6 +245,26 @@ def build_server(
         """Open incidents, most severe first: severity, status, who is paged, when the next
         escalation is, and links to the web UI."""
         result: dict[str, Any] = await run(_list_open)(limit)
+        return result
+
+    @server.tool(annotations=reading)
+    async def search_incidents(
+        q: Annotated[
+            str, Field(max_length=200, description="Title words, an exact dedup key, or #N.")
+        ] = "",
+        status: Literal["all", "open", "triggered", "acknowledged", "resolved"] = "all",
+        opened_from: Annotated[
+            str | None, Field(max_length=10, description="Opened on or after (YYYY-MM-DD).")
+        ] = None,
+        opened_to: Annotated[
+            str | None, Field(max_length=10, description="Opened on or before (YYYY-MM-DD).")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="At most this many.")] = 20,
+    ) -> dict[str, Any]:
+        """Past and present incidents, newest first, with /v1/incidents' filters: find
+        an earlier incident like this one, or what happened on a given day (days in the
+        server's time zone)."""
+        result: dict[str, Any] = await run(_search)(q, status, opened_from, opened_to, limit)
         return result
 
     @server.tool(annotations=reading)

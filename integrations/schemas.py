@@ -171,13 +171,35 @@ class OpenFilter(Schema):
     cursor: Cursor | None = None
 
 
+def _sensible_year(value: date) -> date:
+    # The dashboard's bounds (incidents.forms): day arithmetic stays in range.
+    if not 1970 <= value.year <= 9998:
+        raise ValueError("use a year from 1970 to 9998")
+    return value
+
+
+OpenedDate = Annotated[date, AfterValidator(_sensible_year)]
+
+
 class IncidentFilter(Schema):
-    status: Literal["open", "triggered", "acknowledged", "resolved"] | None = None
+    status: Literal["open", "triggered", "acknowledged", "resolved", "all"] | None = Field(
+        None, description="`open` is triggered or acknowledged; no status (or `all`): any."
+    )
     severity: SeverityName | None = None
     service: Slug | None = Field(None, description="A service slug.")
     source: SourceName | None = None
     q: SearchTerm | None = Field(
         None, description="Words in the title, an exact dedup key, or #number."
+    )
+    opened_from: OpenedDate | None = Field(
+        None,
+        alias="from",
+        description="Opened on or after this day (YYYY-MM-DD, in the server's time zone).",
+    )
+    opened_to: OpenedDate | None = Field(
+        None,
+        alias="to",
+        description="Opened on or before this day (YYYY-MM-DD, in the server's time zone).",
     )
     limit: int = Field(50, ge=1, le=200)
     cursor: Cursor | None = None

@@ -175,7 +175,7 @@ def test_the_dashboard_filters_work_in_the_browser(page: Page, live_server: Any)
     page.locator("form.filters").get_by_label("Severity").select_option("warning")
     expect(page.locator("#incident-list")).not_to_contain_text("Checkout returns 502")
     expect(page.locator("#incident-list")).to_contain_text("Replica lag")
-    expect(page).to_have_url(f"{base}/?service=&severity=warning&status=&q=")
+    expect(page).to_have_url(f"{base}/?service=&severity=warning&status=&q=&from=&to=")
     page.get_by_label("Search").fill("nothing like this")
     expect(page.locator("#incident-list")).to_contain_text("No open incident matches")
 

@@ -589,8 +589,12 @@ PATH_PARAMETERS: list[Callable[[str], str]] = [
 
 # Pages with a search or filter in the query string.
 QUERIES: list[tuple[str, list[str], bool]] = [  # path, parameters, needs the token
-    ("/", ["q", "service", "severity", "status", "page"], False),
-    ("/v1/incidents", ["q", "service", "status", "severity", "cursor", "limit"], True),
+    ("/", ["q", "service", "severity", "status", "from", "to", "page"], False),
+    (
+        "/v1/incidents",
+        ["q", "service", "status", "severity", "from", "to", "cursor", "limit"],
+        True,
+    ),
     ("/v1/incidents/open", ["service", "limit"], True),
     ("/v1/oncall", ["schedule", "policy", "at"], True),
     ("/oncall", ["at"], False),

@@ -36,7 +36,13 @@ from tests.processes import ROOT, app_env
 pytestmark = pytest.mark.django_db
 
 T = TypeVar("T")
-READ_TOOLS = {"list_open_incidents", "get_incident", "list_services", "who_is_on_call"}
+READ_TOOLS = {
+    "list_open_incidents",
+    "search_incidents",
+    "get_incident",
+    "list_services",
+    "who_is_on_call",
+}
 WRITE_TOOLS = {"acknowledge_incident", "escalate_incident", "add_note", "resolve_incident"}
 
 
