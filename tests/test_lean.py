@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection, connections
+from django.middleware.csrf import CsrfViewMiddleware
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from prometheus_client import REGISTRY
@@ -21,7 +22,7 @@ from incidents.models import Service
 from integrations.keys import NewKey
 from tests.integration_factories import integration, trigger
 from tests.test_security import concrete
-from triage.lean import is_machine_path
+from triage.lean import browser_only, is_machine_path
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +164,10 @@ def test_machine_requests_skip_the_connection_health_check_browsers_keep_it(
     assert pings == []
     assert _wsgi(app, "GET", "/status").startswith("200")
     assert pings == ["default"]
+
+
+def test_middleware_with_view_hooks_cannot_be_skipped_silently() -> None:
+    # Django calls process_view on every path: skipping only __call__ would
+    # run half of such a middleware on machine paths.
+    with pytest.raises(TypeError, match="process_view"):
+        browser_only(CsrfViewMiddleware)

@@ -7,7 +7,7 @@ could protect, and sends no htmx headers. Through the full stack those
 middleware cost about a third of a repeat's Python (CSP alone builds its
 policy twice per response). ``MIDDLEWARE`` lists them wrapped by
 ``browser_only``: a subclass that, on a machine path, passes the request
-straight on (hooks too); everywhere else it is the middleware itself.
+straight on; everywhere else it is the middleware itself.
 
 CSRF and X-Frame-Options stay stock on every path: ``check --deploy`` looks
 for them by name, and on the machine views (``csrf_exempt``) they cost a
@@ -29,7 +29,7 @@ rotate and revoke forms are browser pages and keep every middleware.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from csp.middleware import CSPMiddleware
 from django.contrib.auth.middleware import AuthenticationMiddleware
@@ -88,9 +88,16 @@ class SkipConnectionHealthCheck:
         return self.get_response(request)
 
 
+HOOKS = ("process_view", "process_exception", "process_template_response")
+
+
 def browser_only(middleware: type) -> type:
     """``middleware`` (a subclass of it, so Django's checks still find it)
-    that passes machine paths straight on, hooks included."""
+    that passes machine paths straight on. Only for middleware without view,
+    exception or template hooks (Django would call those on machine paths)."""
+    hooks = [hook for hook in HOOKS if hasattr(middleware, hook)]
+    if hooks:
+        raise TypeError(f"{middleware.__name__} has {', '.join(hooks)}: not skippable")
 
     class BrowserOnly(middleware):  # type: ignore[misc]
         def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -99,24 +106,6 @@ def browser_only(middleware: type) -> type:
                 return response
             return super().__call__(request)  # type: ignore[no-any-return]
 
-        # Django collects these from the instance: defined only when the
-        # middleware has them.
-        if hasattr(middleware, "process_view"):
-
-            def process_view(self, request: HttpRequest, *args: Any) -> Any:
-                if is_machine_path(request.path_info):
-                    return None
-                return super().process_view(request, *args)
-
-        if hasattr(middleware, "process_exception"):
-
-            def process_exception(self, request: HttpRequest, *args: Any) -> Any:
-                if is_machine_path(request.path_info):
-                    return None
-                return super().process_exception(request, *args)
-
-    if hasattr(middleware, "process_template_response"):
-        raise TypeError(f"{middleware.__name__}: template responses are not wrapped")
     BrowserOnly.__name__ = BrowserOnly.__qualname__ = f"BrowserOnly{middleware.__name__}"
     return BrowserOnly
 
