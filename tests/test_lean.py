@@ -3,12 +3,16 @@ browser pages keep all of it, and both keep metrics and the request log."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import connection, connections
+from django.middleware.csrf import CsrfViewMiddleware
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from prometheus_client import REGISTRY
@@ -18,7 +22,7 @@ from incidents.models import Service
 from integrations.keys import NewKey
 from tests.integration_factories import integration, trigger
 from tests.test_security import concrete
-from triage.lean import is_machine_path
+from triage.lean import browser_only, is_machine_path
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +40,7 @@ def _answered(view: str, status: str) -> float:
     return value or 0.0
 
 
-BROWSER_HEADERS = ("Content-Security-Policy", "X-Frame-Options")
+BROWSER_HEADERS = ("Content-Security-Policy",)
 
 
 def test_an_event_gets_no_browser_headers_and_no_cookie_but_is_logged_and_counted(
@@ -75,7 +79,7 @@ def test_every_machine_endpoint_skips_the_browser_middleware(client: Client, pat
     assert not any(header in response for header in BROWSER_HEADERS)
 
 
-def test_browser_pages_keep_csrf_csp_framing_and_sessions(alice: User) -> None:
+def test_browser_pages_keep_csrf_csp_and_sessions(alice: User) -> None:
     anonymous = Client(enforce_csrf_checks=True)
     login = anonymous.get("/login")
     assert "script-src 'self'" in login["Content-Security-Policy"]
@@ -116,3 +120,54 @@ def test_machine_paths_are_exactly_the_routes_of_machine_views() -> None:
     assert sum(marked for _, marked in routes) == 9
     wrong = [(path, marked) for path, marked in routes if is_machine_path(path) != marked]
     assert wrong == []
+
+
+def _wsgi(app: WSGIHandler, method: str, path: str, body: bytes = b"") -> str:
+    """The status line of a request sent the way gunicorn sends it (the test
+    client leaves out Django's per-request connection handling)."""
+    answered: list[str] = []
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+    }
+    b"".join(app(environ, lambda status, headers, exc=None: answered.append(status)))
+    return answered[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_machine_requests_skip_the_connection_health_check_browsers_keep_it(
+    events: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings: list[str] = []
+    wrapper = type(connections["default"])
+    usable = wrapper.is_usable
+
+    def is_usable(self: Any) -> bool:
+        pings.append(self.alias)
+        return bool(usable(self))
+
+    monkeypatch.setattr(wrapper, "is_usable", is_usable)
+    app = WSGIHandler()
+    connection.ensure_connection()
+    body = json.dumps(trigger(events.raw, dedup_key="disk")).encode()
+    for _ in range(2):
+        assert _wsgi(app, "POST", "/v2/enqueue", body).startswith("202")
+    assert pings == []
+    assert _wsgi(app, "GET", "/status").startswith("200")
+    assert pings == ["default"]
+
+
+def test_middleware_with_view_hooks_cannot_be_skipped_silently() -> None:
+    # Django calls process_view on every path: skipping only __call__ would
+    # run half of such a middleware on machine paths.
+    with pytest.raises(TypeError, match="process_view"):
+        browser_only(CsrfViewMiddleware)
