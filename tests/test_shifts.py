@@ -89,6 +89,8 @@ def test_a_member_takes_a_shift_and_the_schedule_shows_it(team: dict[str, User])
     page = client.get("/oncall").content.decode()
     assert "You are on call for Ops Wed 2026-12-02 09:00 to Thu 2026-12-03 09:00" in page
     assert "Ana Lima (ana) took Ops Wed 2026-12-02 09:00 to Thu 2026-12-03 09:00" in page
+    # Her own shift and the one she took read as one, marked as taken.
+    assert "<strong>ana</strong> <small>primary, then override</small>" in page
     change = ShiftChange.objects.get()
     assert (change.actor, change.at, change.override) == (team["ana"], NOW, Override.objects.get())
 
