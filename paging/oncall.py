@@ -124,7 +124,12 @@ def shifts(schedule: Schedule, *, start: datetime, end: datetime) -> list[Shift]
         for user, source in people:
             previous = result[-1] if result else None
             if previous and previous.user == user and previous.end == left:
-                result[-1] = Shift(user, previous.start, right, previous.source)
+                # One person's unbroken time is one shift; its source still
+                # says an override took part ("primary, then override").
+                merged = previous.source
+                if not merged.endswith(source):
+                    merged = f"{merged}, then {source}"
+                result[-1] = Shift(user, previous.start, right, merged)
             else:
                 result.append(Shift(user, left, right, source))
     return result
