@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 from tests.processes import ROOT, free_port, http_status, wait_for
+from triage.devstack import THROWAWAY_POSTGRES, EmbeddedPostgres
 
 
 def _descendants(pid: int) -> set[int]:
@@ -166,3 +170,35 @@ def test_exec_beside_a_running_stack_uses_its_servers_and_leaves_them_running(
     output = (tmp_path / "run.log").read_text(errors="replace")
     assert process.returncode == 0, output
     assert not {pid for pid in servers if _alive(pid)}, output
+
+
+def _flush_settings(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as connection:
+        return {
+            name: connection.execute("SELECT current_setting(%s)", [name]).fetchone()[0]
+            for name in THROWAWAY_POSTGRES
+        }
+
+
+@pytest.mark.slow
+def test_the_test_postgres_does_not_wait_for_the_disk_and_make_runs_does() -> None:
+    """`make check` and `make test` run on an embedded PostgreSQL that skips
+    the flushes making a commit survive a power cut (its databases are
+    disposable), also after a restart; `make run`'s server keeps PostgreSQL's
+    durable defaults, since it holds a developer's incidents."""
+    folder = Path(tempfile.mkdtemp(prefix="triage-pg-"))  # short: unix socket paths
+    disposable = EmbeddedPostgres(folder / "test", durable=False)
+    durable = EmbeddedPostgres(folder / "run")
+    try:
+        off = dict.fromkeys(THROWAWAY_POSTGRES, "off")
+        # The reload the settings take effect with is signalled, not awaited.
+        wait_for(lambda: _flush_settings(disposable.url) == off, 30, "settings reloaded")
+        assert _flush_settings(durable.url) == dict.fromkeys(THROWAWAY_POSTGRES, "on")
+
+        disposable.stop()
+        disposable.start()
+        assert _flush_settings(disposable.url) == off
+    finally:
+        disposable.stop()
+        durable.stop()
+        shutil.rmtree(folder, ignore_errors=True)

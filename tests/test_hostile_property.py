@@ -38,6 +38,7 @@ from incidents.models import Incident, Service
 from integrations.keys import NewKey
 from paging.models import CoverRequest, Rotation, RotationMember, Schedule
 from postmortems.models import ActionItem, PostMortem
+from tests.examples import examples
 from tests.factories import IncidentFactory, contact
 from tests.integration_factories import (
     am_alert,
@@ -54,8 +55,9 @@ from triage.jsonbody import MAX_DEPTH
 
 pytestmark = pytest.mark.django_db
 
-# Enough for the suite; HOSTILE_EXAMPLES=500 for a deeper hunt before a release.
-EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "20"))
+# Enough for the suite (fewer under `make check`: tests/examples.py);
+# HOSTILE_EXAMPLES=500 for a deeper hunt before a release.
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "0")) or examples(20)
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -770,7 +772,7 @@ deep_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=examples(300), deadline=None, database=None)
 @given(value=st.one_of(deep_values, st.integers(1, 80).map(nested)))
 def test_the_depth_measured_on_the_text_is_the_depth_of_the_value(value: Any) -> None:
     # Brackets, quotes and backslashes inside strings and keys must not fool it.

@@ -27,9 +27,10 @@ from schemathesis.generation import GenerationMode
 
 from accounts.tokens import NewToken
 from incidents.models import Service
+from tests.examples import examples
 from tests.factories import IncidentFactory
 
-EXAMPLES = 25
+EXAMPLES = examples(25)  # fewer under `make check`: tests/examples.py
 
 
 # Loaded once, in-process, from the document the API serves.

@@ -36,6 +36,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -60,6 +61,15 @@ def say(message: str) -> None:
 # --- embedded servers -------------------------------------------------------
 
 
+# The embedded *test* PostgreSQL skips the flushes that make a commit survive
+# a crash of the machine: its data is disposable (a run that did not reach its
+# end has its test databases recreated by the next one), and waiting for the
+# disk on every commit, every TRUNCATE between transactional tests and every
+# CREATE DATABASE is most of what it would otherwise do. `make run`'s server
+# (and every server a test starts for itself) keeps PostgreSQL's defaults.
+THROWAWAY_POSTGRES = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server from the pgserver wheel, reachable over a unix socket.
 
@@ -68,7 +78,7 @@ class EmbeddedPostgres:
     and left running on exit.
     """
 
-    def __init__(self, pgdata: Path) -> None:
+    def __init__(self, pgdata: Path, *, durable: bool = True) -> None:
         # Imported here: only needed when no DATABASE_URL is given. Its warning
         # about XDG_RUNTIME_DIR (unset on servers) is noise.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -83,6 +93,24 @@ class EmbeddedPostgres:
         self._server = get_server(pgdata, cleanup_mode=None)
         self.pgdata = pgdata
         self.url: str = self._server.get_uri()
+        if not durable:
+            self._configure(THROWAWAY_POSTGRES)
+
+    def _configure(self, settings: dict[str, str]) -> None:
+        """Persist ``settings`` in this data folder's postgresql.auto.conf and
+        reload: all of them take effect without a restart, and later starts of
+        the same folder read them back."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            for name, value in settings.items():
+                connection.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+            connection.execute("SELECT pg_reload_conf()")
 
     def start(self) -> None:
         """Start it again after stop() (used by the fault tests)."""
@@ -176,18 +204,20 @@ def _configured_socket(config: Path) -> Path | None:
 
 @contextlib.contextmanager
 def servers(
-    *, folder: Path, database_url: str | None, redis_url: str | None
+    *, folder: Path, database_url: str | None, redis_url: str | None, durable: bool = True
 ) -> Iterator[dict[str, str]]:
     """Yield DATABASE_URL/REDIS_URL, starting embedded servers for whichever is missing.
 
     Only servers started here are stopped on exit: one found running for the
     same folder (`exec` while `make run` is up) belongs to whoever started it.
+    ``durable=False`` (test and benchmark servers) gives PostgreSQL
+    ``THROWAWAY_POSTGRES``.
     """
     postgres = redis = None
     try:
         if not database_url:
             started = time.monotonic()
-            postgres = EmbeddedPostgres(folder / "pg")
+            postgres = EmbeddedPostgres(folder / "pg", durable=durable)
             database_url = postgres.url
             if postgres.attached:
                 say(f"using the running embedded PostgreSQL ({folder / 'pg'})")
@@ -423,48 +453,137 @@ def _test_folder() -> Iterator[tuple[Path, bool]]:
         yield folder, True
 
 
+class Clock:
+    """How long each phase of a run took, said in one line at its end."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.phases: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - started)
+
+    def add(self, name: str, took: float) -> None:
+        self.phases.append((name, took))
+
+    def summary(self, what: str) -> str:
+        phases = ", ".join(f"{name} {took:.0f}s" for name, took in self.phases)
+        return f"{what} took {time.monotonic() - self.started:.0f}s ({phases})"
+
+
+def _static_checks() -> dict[str, list[str]]:
+    return {
+        "ruff": [str(BIN / "ruff"), "check", "."],
+        "ruff format": [str(BIN / "ruff"), "format", "--check", "."],
+        # Security lint: medium and high findings fail the run.
+        "bandit": [str(BIN / "bandit"), "-q", "-c", "pyproject.toml", "-r", ".", "-ll"],
+        # Incremental: its cache (.mypy_cache) makes a second run re-read
+        # only what changed.
+        "mypy": [str(BIN / "mypy"), "."],
+    }
+
+
+class StaticChecks:
+    """ruff, bandit and mypy, started side by side in the background. What
+    they print is held until ``finish()``, so it never cuts through pytest's
+    output; only a failing check's output is shown."""
+
+    def __init__(self, env: dict[str, str], clock: Clock) -> None:
+        self.clock = clock
+        self.pool = ThreadPoolExecutor(max_workers=len(_static_checks()))
+        self.results = {
+            name: self.pool.submit(self._run, command, env)
+            for name, command in _static_checks().items()
+        }
+        say(f"{', '.join(self.results)}: started")
+
+    @staticmethod
+    def _run(command: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+        started = time.monotonic()
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        took = time.monotonic() - started
+        return done.returncode, done.stdout.decode(errors="replace"), took
+
+    def finish(self) -> bool:
+        """Wait for every check; say what failed. True when all passed."""
+        passed = True
+        for name, future in self.results.items():
+            code, output, took = future.result()
+            self.clock.add(name, took)
+            if code:
+                passed = False
+                sys.stdout.write(output)
+                say(f"{name} failed (exit code {code})")
+        self.pool.shutdown()
+        return passed
+
+
+def _pytest_command(pytest_args: list[str], *, check: bool, reuse: bool) -> list[str]:
+    command = [PYTHON, "-m", "pytest", "-p", "tests.workers", "--reuse-db"]
+    if not reuse:
+        command.append("--create-db")
+    if not pytest_args:
+        command += ["-n", str(_workers()), "--dist", "loadgroup"]
+        if check:
+            command += ["-m", QUICK_TESTS]
+        else:
+            command += ["--cov", "--cov-report=term-missing:skip-covered"]
+    return command + pytest_args
+
+
+def _test_env(urls: dict[str, str], folder: Path, *, check: bool) -> dict[str, str]:
+    env = {
+        **os.environ,
+        **urls,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DEBUG": "false",
+        "LOG_FORMAT": "console",
+        "STATIC_ROOT": str(folder / "static"),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if check:
+        # Fewer generated examples per property test (tests/conftest.py);
+        # `make test` keeps the full counts.
+        env["TRIAGE_TEST_PROFILE"] = "check"
+    return env
+
+
 def test(pytest_args: list[str], *, check: bool) -> int:
     """Lint, type-check, then run pytest with coverage against real servers.
 
     With pytest arguments (a chosen subset of tests) only those tests run:
     linting, type checking and the coverage threshold are for the whole suite.
-    ``check`` is the everyday loop: linters, mypy and the tests that start no
-    extra process, in parallel, without the coverage threshold.
+    ``check`` is the everyday loop: the tests that start no extra process,
+    without the coverage threshold, while linters and mypy run beside them.
+    The whole suite (``make test``) runs them first, side by side, and starts
+    pytest only when they passed: several process tests hold timings that a
+    busy CPU would spoil.
     """
-    started = time.monotonic()
+    clock = Clock()
     whole_suite = not pytest_args
-    linters = [
-        [str(BIN / "ruff"), "check", "."],
-        [str(BIN / "ruff"), "format", "--check", "."],
-        # Security lint: medium and high findings fail the run.
-        [str(BIN / "bandit"), "-q", "-c", "pyproject.toml", "-r", ".", "-ll"],
-    ]
-    for command in linters if whole_suite else []:
-        say(" ".join(command[1:]))
-        if subprocess.run(command, cwd=ROOT).returncode:
-            return 1
     with (
         _test_folder() as (folder, kept),
         servers(
             folder=folder,
             database_url=os.environ.get("TEST_DATABASE_URL"),
             redis_url=os.environ.get("TEST_REDIS_URL"),
+            durable=False,
         ) as urls,
     ):
-        env = {
-            **os.environ,
-            **urls,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DEBUG": "false",
-            "LOG_FORMAT": "console",
-            "STATIC_ROOT": str(folder / "static"),
-        }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        if whole_suite:
-            say("mypy")
-            if subprocess.run([str(BIN / "mypy"), "."], cwd=ROOT, env=env).returncode:
-                return 1
-        manage("collectstatic", "--noinput", "-v", "0", env=env)
+        clock.add("servers", time.monotonic() - clock.started)
+        env = _test_env(urls, folder, check=check)
+        statics = StaticChecks(env, clock) if whole_suite else None
+        if statics is not None and not check and not statics.finish():
+            return 1
+        with clock.phase("collectstatic"):
+            manage("collectstatic", "--noinput", "-v", "0", env=env)
         # The test databases (one per xdist worker) are kept and reused while
         # the migrations are unchanged and the last run that used them ran to
         # its end: an interrupted one may have left rows behind.
@@ -472,22 +591,16 @@ def test(pytest_args: list[str], *, check: bool) -> int:
         fingerprint = _migrations_fingerprint()
         reuse = kept and promise.exists() and promise.read_text() == fingerprint
         promise.unlink(missing_ok=True)
-        command = [PYTHON, "-m", "pytest", "-p", "tests.workers", "--reuse-db"]
-        if not reuse:
-            command.append("--create-db")
-        if whole_suite:
-            command += ["-n", str(_workers()), "--dist", "loadgroup"]
-            if check:
-                command += ["-m", QUICK_TESTS]
-            else:
-                command += ["--cov", "--cov-report=term-missing:skip-covered"]
-        command += pytest_args
+        command = _pytest_command(pytest_args, check=check, reuse=reuse)
         say(" ".join(command[3:]))
-        code = subprocess.run(command, cwd=ROOT, env=env).returncode
+        with clock.phase("pytest"):
+            code = subprocess.run(command, cwd=ROOT, env=env).returncode
         # 0: passed, 1: some failed, 5: none selected; each ran to its end.
         if kept and code in {0, 1, 5}:
             promise.write_text(fingerprint)
-    say(f"{'check' if check else 'test'} took {time.monotonic() - started:.0f}s")
+        if statics is not None and check and not statics.finish():
+            code = code or 1
+    say(clock.summary("check" if check else "test"))
     return code
 
 
