@@ -6,12 +6,14 @@ cached HTML."""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.test import Client
 from redis import Redis
 from time_machine import TimeMachineFixture
@@ -26,12 +28,14 @@ from insights.selectors import RANGES, health
 from insights.tasks import refresh as refresh_task
 from paging.models import Page
 from tests.factories import ServiceFactory, UserFactory
+from tests.processes import wait_for
 from triage.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
 
 # A Sunday evening, as in tests/test_insights.py.
 NOW = datetime(2026, 11, 29, 20, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
 
 
 def _incident(
@@ -239,3 +243,39 @@ def test_the_cached_page_is_its_figures_html_read_once(
     main = first.content[first.content.index(b"<main") :]
     assert again.content[again.content.index(b"<main") :] == main
     assert f'<span class="n">{figures.incidents}</span>'.encode() in main
+
+
+def _waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_rollers_of_one_day_write_it_once(web: Service) -> None:
+    day = (NOW - timedelta(days=1)).date()
+    _incident(web, NOW - timedelta(days=1), ack=None, resolve=MINUTE, dedup_key="", title="x")
+    outcome: list[bool] = []
+
+    def second() -> None:
+        try:
+            outcome.append(rollups.roll([day], now=NOW))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        assert rollups.roll([day], now=NOW)  # the first roller, not committed yet
+        other = threading.Thread(target=second)
+        other.start()
+        wait_for(_waiting_on_a_lock, 30, "the second roller waiting for the first")
+    other.join()
+
+    assert outcome == [False]  # it gave up: the first one's rows stand
+    assert RolledDay.objects.filter(day=day).count() == 1
+    assert DayHealth.objects.get(day=day).incidents == 1
+    assert DayNoise.objects.filter(day=day).count() == 1
