@@ -5,9 +5,10 @@ never invalidated by writes:
 
 - ``insights:<VERSION>:<days>:<service slug or *>``: a pickled
   ``insights.selectors.Health``, read by the page and ``/v1/insights``;
-- ``insights:<VERSION>:charts:<days>:<service slug or *>:<when read>``: the
-  page's charts drawn from that very Health (drawing them costs more than
-  reading the cached figures), so the charts always match the figures;
+- ``insights:<VERSION>:charts:<days>:<service slug or *>:<digest>``: the
+  page's charts, named by a digest of the numbers they draw (drawing them
+  costs more than reading the figures), so they always match the figures
+  and are drawn again only when those numbers change;
 - ``insights:<VERSION>:html:<days>:<service slug or *>:<when read>:<time
   zone>:<language>``: the page's figures and charts as HTML, rendered once
   per time zone and language from that very Health: a cached page is two
@@ -34,6 +35,7 @@ still right) instead of failing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -56,7 +58,7 @@ TTL = 60
 REFRESH_SECONDS = 45
 # Bumped when Health's shape changes, so a new release never unpickles an
 # old release's entry.
-VERSION = 1
+VERSION = 2
 
 
 def key(days: int, service: Service | None) -> str:
@@ -64,8 +66,21 @@ def key(days: int, service: Service | None) -> str:
 
 
 def charts_key(figures: Health) -> str:
+    """Named by the numbers the charts draw: figures read again with the
+    same numbers (most of a range is closed days) reuse the charts."""
     scope = figures.service.slug if figures.service else "*"
-    return f"insights:{VERSION}:charts:{figures.days}:{scope}:{figures.end.timestamp()}"
+    drawn = repr(
+        (
+            figures.per_day,
+            bool(figures.incidents),
+            [
+                (person.username, person.business_hours, person.nights, person.weekends)
+                for person in figures.pages[: charts.PEOPLE_SHOWN]
+            ],
+        )
+    )
+    digest = hashlib.sha256(drawn.encode()).hexdigest()[:32]
+    return f"insights:{VERSION}:charts:{figures.days}:{scope}:{digest}"
 
 
 def html_key(figures: Health) -> str:

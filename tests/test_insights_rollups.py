@@ -21,7 +21,7 @@ from time_machine import TimeMachineFixture
 from incidents import services as incident_services
 from incidents.models import EventKind, Incident, Service, Status, TimelineEvent
 from insights import cache as insights_cache
-from insights import rollups
+from insights import charts, rollups
 from insights.models import DayHealth, DayNoise, DayPages, RolledDay
 from insights.rolled import percentile, rolled_health
 from insights.selectors import RANGES, health
@@ -279,3 +279,22 @@ def test_two_rollers_of_one_day_write_it_once(web: Service) -> None:
     assert RolledDay.objects.filter(day=day).count() == 1
     assert DayHealth.objects.get(day=day).incidents == 1
     assert DayNoise.objects.filter(day=day).count() == 1
+
+
+def test_charts_are_drawn_again_only_when_their_numbers_change(
+    web: Service, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = NOW - timedelta(days=2)
+    _incident(web, opened, ack=MINUTE, resolve=MINUTE, dedup_key="", title="x")
+    drawn: list[Any] = []
+    draw = charts.render
+    monkeypatch.setattr(charts, "render", lambda figures: drawn.append(figures) or draw(figures))
+
+    insights_cache.cached_charts(rolled_health(7, now=NOW))
+    insights_cache.cached_charts(rolled_health(7, now=NOW + MINUTE))  # same numbers
+    assert len(drawn) == 1
+
+    _incident(web, NOW, ack=None, resolve=None, dedup_key="", title="y")
+    changed = rolled_health(7, now=NOW + 2 * MINUTE)
+    assert insights_cache.cached_charts(changed).per_day.startswith("<svg")
+    assert len(drawn) == 2
