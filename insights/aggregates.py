@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Aggregate, DurationField
+from django.db.models import Aggregate, BigIntegerField, DurationField, Func
 
 
 class PercentileCont(Aggregate):
@@ -25,3 +25,11 @@ class PercentileCont(Aggregate):
         super().__init__(
             expression, fraction=repr(float(fraction)), output_field=DurationField(), **extra
         )
+
+
+class Microseconds(Func):
+    """A duration as a whole number of microseconds (exact: EXTRACT(EPOCH)
+    of an interval is a numeric)."""
+
+    template = "(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint"
+    output_field = BigIntegerField()

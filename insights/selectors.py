@@ -63,6 +63,9 @@ NOISIEST = 10
 
 TO_ACKNOWLEDGE = ExpressionWrapper(F("acknowledged_at") - F("opened_at"), DurationField())
 TO_RESOLVE = ExpressionWrapper(F("resolved_at") - F("opened_at"), DurationField())
+# What the noisiest alerts are grouped by: the dedup key, or the title without one.
+NOISE_KEY = Coalesce(NullIf("dedup_key", Value("")), "title")
+IS_DEDUP_KEY = ExpressionWrapper(~Q(dedup_key=""), BooleanField())
 
 
 @dataclass(frozen=True)
@@ -170,12 +173,12 @@ def health(days: int, service: Service | None = None, *, now: datetime | None = 
         resolve=Durations(totals["resolved"], totals["resolve_median"], totals["resolve_p90"]),
         escalated=totals["escalated"],
         noisiest=_noisiest(incidents),
-        pages=_pages_per_person(pages),
+        pages=pages_per_person(pages),
         services=[] if service is not None else _per_service(incidents, start),
     )
 
 
-def _escalated_past_first_level(start: datetime) -> QuerySet[TimelineEvent, Any]:
+def escalated_past_first_level(start: datetime) -> QuerySet[TimelineEvent, Any]:
     # An incident escalates after it opened, so its escalations are no older
     # than the range: the bound lets PostgreSQL read them from the partial
     # index timeline_escalated instead of scanning every event.
@@ -193,7 +196,7 @@ def _figures(start: datetime) -> dict[str, Any]:
         "resolved": Count("resolved_at"),
         "resolve_median": PercentileCont(TO_RESOLVE, 0.5),
         "resolve_p90": PercentileCont(TO_RESOLVE, 0.9),
-        "escalated": Count("pk", filter=Q(pk__in=_escalated_past_first_level(start))),
+        "escalated": Count("pk", filter=Q(pk__in=escalated_past_first_level(start))),
     }
 
 
@@ -209,8 +212,8 @@ def _per_day(incidents: QuerySet[Incident], calendar: list[date]) -> list[tuple[
 
 
 def _noisiest(incidents: QuerySet[Incident]) -> list[Noisy]:
-    key = Coalesce(NullIf("dedup_key", Value("")), "title")
-    is_dedup_key = ExpressionWrapper(~Q(dedup_key=""), BooleanField())
+    key = NOISE_KEY
+    is_dedup_key = IS_DEDUP_KEY
     # Grouped on the service's id alone (names are read for the ten rows
     # afterwards): sorting 100,000 rows by wide text keys cost more than all
     # the rest of the query.
@@ -257,10 +260,18 @@ def _noisiest(incidents: QuerySet[Incident]) -> list[Noisy]:
     ]
 
 
-def _pages_per_person(pages: QuerySet[Page]) -> list[PersonPages]:
+def pages_split(pages: QuerySet[Page]) -> QuerySet[Page]:
+    """First attempts to a person, with the weekday and time of day they were
+    sent at (in the server's zone), for ``page_counts``."""
+    return pages.filter(attempt=1, user__isnull=False).annotate(
+        weekday=ExtractIsoWeekDay("created_at", tzinfo=zone()),
+        clock=TruncTime("created_at", tzinfo=zone()),
+    )
+
+
+def page_counts() -> dict[str, Count]:
+    """Pages in business hours, nights and weekends, over ``pages_split`` rows."""
     opens, closes = settings.BUSINESS_HOURS
-    weekday = ExtractIsoWeekDay("created_at", tzinfo=zone())
-    clock = TruncTime("created_at", tzinfo=zone())
     # One page: a person at one step of one incident, whatever the number of
     # their contact methods (a Page row each), as one number: distinct
     # numbers count several times faster than distinct text. Steps stay far
@@ -269,22 +280,32 @@ def _pages_per_person(pages: QuerySet[Page]) -> list[PersonPages]:
     weekend = Q(weekday__gte=6)
     business = Q(weekday__lte=5, clock__gte=opens, clock__lt=closes)
     night = Q(weekday__lte=5) & (Q(clock__lt=opens) | Q(clock__gte=closes))
+    return {
+        "business_hours": Count(one_page, distinct=True, filter=business),
+        "nights": Count(one_page, distinct=True, filter=night),
+        "weekends": Count(one_page, distinct=True, filter=weekend),
+    }
+
+
+def by_load(people: list[PersonPages]) -> list[PersonPages]:
+    return sorted(people, key=lambda person: (-person.total, person.username))
+
+
+def pages_per_person(pages: QuerySet[Page]) -> list[PersonPages]:
     rows = (
-        pages.filter(attempt=1, user__isnull=False)
-        .annotate(weekday=weekday, clock=clock)
+        pages_split(pages)
         .values("user__username")
-        .annotate(
-            business_hours=Count(one_page, distinct=True, filter=business),
-            nights=Count(one_page, distinct=True, filter=night),
-            weekends=Count(one_page, distinct=True, filter=weekend),
-        )
+        .annotate(**page_counts())
         .order_by("user__username")
     )
-    people = [
-        PersonPages(row["user__username"], row["business_hours"], row["nights"], row["weekends"])
-        for row in rows
-    ]
-    return sorted(people, key=lambda person: (-person.total, person.username))
+    return by_load(
+        [
+            PersonPages(username, business_hours, nights, weekends)
+            for username, business_hours, nights, weekends in rows.values_list(  # type: ignore[misc]  # annotated by page_counts()
+                "user__username", "business_hours", "nights", "weekends"
+            )
+        ]
+    )
 
 
 def _per_service(incidents: QuerySet[Incident], start: datetime) -> list[ServiceHealth]:
@@ -294,7 +315,7 @@ def _per_service(incidents: QuerySet[Incident], start: datetime) -> list[Service
             incidents=Count("pk"),
             acknowledge_median=PercentileCont(TO_ACKNOWLEDGE, 0.5),
             resolve_median=PercentileCont(TO_RESOLVE, 0.5),
-            escalated=Count("pk", filter=Q(pk__in=_escalated_past_first_level(start))),
+            escalated=Count("pk", filter=Q(pk__in=escalated_past_first_level(start))),
         )
         .order_by("-incidents", "service__name")
     )

@@ -350,6 +350,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     # Heartbeat timeouts are at least 10 s; a check every 10 s opens an
     # incident at most 10 s after a missed deadline.
+    # On-call health: roll up closed days and warm the figures' cache
+    # (insights.cache.REFRESH_SECONDS, within the entries' minute).
+    "insights-refresh": {
+        "task": "insights.refresh",
+        "schedule": 45.0,
+        "options": {"expires": 45.0},
+    },
     "integrations-heartbeats": {
         "task": "integrations.check_heartbeats",
         "schedule": 10.0,
