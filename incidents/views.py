@@ -136,9 +136,12 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     etag = ""
     if refresh and listing.stamp:
         # The refresh shows the list (the version read and when) as this
-        # user asked for it (the path holds the filters and page).
+        # user asked for it (the path holds the filters and page), with its
+        # times in their zone.
         user = request.user
-        etag = f'"{_digest(listing.stamp, user.pk, user.get_username(), request.get_full_path())}"'
+        zone = timezone.get_current_timezone_name()
+        parts = (listing.stamp, user.pk, user.get_username(), zone, request.get_full_path())
+        etag = f'"{_digest(*parts)}"'
         if etag in request.headers.get("If-None-Match", ""):
             return _revalidated(HttpResponseNotModified(), etag)
     paginator: Paginator[selectors.DashboardRow] = Paginator(listing.rows, PAGE_SIZE)

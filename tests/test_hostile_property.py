@@ -482,6 +482,10 @@ FORM_ENDPOINTS: dict[str, FormEndpoint] = {
         lambda w: "/account/notifications", ["method-name", "method-url", "rule-delay_minutes"]
     ),
     "account/tokens": FormEndpoint(lambda w: "/account/tokens", ["name", "scope"]),
+    "account/settings": FormEndpoint(lambda w: "/account/settings", ["time_zone"]),
+    "account/settings/browser-time-zone": FormEndpoint(
+        lambda w: "/account/settings/browser-time-zone", ["time_zone"]
+    ),
     "incidents/<int:pk>/public-title": FormEndpoint(
         lambda w: f"/incidents/{w.incident.pk}/public-title", ["public_title"]
     ),

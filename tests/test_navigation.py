@@ -20,6 +20,7 @@ EVERYONE = {
     "Status page": "/status",
     "My notifications": "/account/notifications",
     "API tokens": "/account/tokens",
+    "Settings": "/account/settings",
 }
 STAFF_ONLY = {"Unreachable": "/oncall/unreachable", "Admin": "/admin/"}
 
