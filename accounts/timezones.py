@@ -6,8 +6,9 @@ A person's zone is their own choice (the settings page) or, until they make
 one, their browser's, sent by ``static/js/triage.js`` on their first signed-in
 page. Before either, the server's ``TIME_ZONE`` applies.
 
-The zone is read from PostgreSQL once per session and kept in the session
-(``SESSION_KEY``; "" means "not chosen yet"), so a page costs no query for it.
+The zone is read from PostgreSQL when a person signs in and kept in their
+session (``SESSION_KEY``; "" means "not chosen yet"), so a page costs no
+query for it (a session from before this existed reads it once).
 A change on the settings page updates that session at once; another browser
 already signed in keeps the old zone until it signs in again, and since every
 time shown carries its zone's abbreviation it is never misread meanwhile.
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.http import HttpRequest
 
 from accounts.models import Profile
 
@@ -58,3 +61,11 @@ def set_time_zone(user: AbstractBaseUser, name: str, *, unless_chosen: bool = Fa
         return True
     Profile.objects.get_or_create(user_id=user.pk)
     return Profile.objects.filter(user=user.pk, time_zone="").update(time_zone=name) == 1
+
+
+def remember_time_zone(
+    sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **_: Any
+) -> None:
+    """``user_logged_in``: keep the person's zone in their new session."""
+    if request is not None:  # login() always passes one; the signal allows None
+        request.session[SESSION_KEY] = chosen_time_zone(user)

@@ -14,6 +14,7 @@ from redis import Redis
 from time_machine import TimeMachineFixture
 
 from accounts.models import Profile
+from accounts.timezones import SESSION_KEY
 from incidents.models import Incident, Service
 from paging.models import MaintenanceWindow, Rotation, RotationMember, Schedule
 from tests.factories import IncidentFactory, UserFactory, contact, policy_with_levels
@@ -61,10 +62,11 @@ def test_a_chosen_zone_shows_every_time_of_the_incident_page_in_it_labelled(
 
 
 def test_the_settings_page_is_in_the_account_menu_and_says_which_zone_applies(
-    alice_client: Client, alice: User, time_machine: TimeMachineFixture
+    alice: User, time_machine: TimeMachineFixture
 ) -> None:
     time_machine.move_to(T0, tick=False)
     Profile.objects.create(user=alice, time_zone="Europe/Berlin")
+    alice_client = signed_in(alice)  # the zone is read at sign-in
     page = alice_client.get("/account/settings").content.decode()
     assert '<a href="/account/settings" aria-current="page">Settings</a>' in page
     assert "now <strong>2026-11-23 04:00 CET</strong> (Europe/Berlin)" in page
@@ -112,11 +114,25 @@ def test_a_browser_guess_never_replaces_a_zone_the_person_has(alice: User) -> No
 
 
 def test_a_zone_this_machine_no_longer_knows_falls_back_to_the_servers(
-    alice_client: Client, alice: User, opened_at_t0: Incident
+    alice: User, opened_at_t0: Incident
 ) -> None:
     Profile.objects.create(user=alice, time_zone="Atlantis/Capital")
-    page = alice_client.get(f"/incidents/{opened_at_t0.pk}").content.decode()
+    page = signed_in(alice).get(f"/incidents/{opened_at_t0.pk}").content.decode()
     assert "2026-11-23 03:00:00 UTC" in page
+
+
+def test_a_session_from_before_time_zones_reads_the_zone_once(
+    alice_client: Client, alice: User, opened_at_t0: Incident
+) -> None:
+    Profile.objects.create(user=alice, time_zone="Asia/Tokyo")
+    session = alice_client.session
+    del session[SESSION_KEY]
+    session.save()
+    assert (
+        "2026-11-23 12:00:00 JST"
+        in alice_client.get(f"/incidents/{opened_at_t0.pk}").content.decode()
+    )
+    assert alice_client.session[SESSION_KEY] == "Asia/Tokyo"
 
 
 def test_api_answers_stay_in_utc_whatever_the_viewers_zone(
