@@ -10,3 +10,11 @@ class AccountsConfig(AppConfig):
     """
 
     name = "accounts"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        from accounts.timezones import remember_time_zone
+
+        # The zone is read at sign-in, so pages cost no query for it.
+        user_logged_in.connect(remember_time_zone, dispatch_uid="accounts.time_zone")

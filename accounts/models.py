@@ -81,3 +81,21 @@ class OidcIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} at {self.issuer}"
+
+
+class Profile(models.Model):
+    """A person's own preferences; no row (or an empty field) means the defaults.
+
+    Created on first need (``accounts.timezones``): people who never choose
+    anything cost no row.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    # An IANA name such as Europe/Berlin, checked against zoneinfo when set;
+    # empty until the person or their browser chose one (then TIME_ZONE).
+    time_zone = models.CharField(max_length=64, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.time_zone or 'server time zone'})"

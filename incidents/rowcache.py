@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from django.core.cache import cache
 from django.template.loader import get_template
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
@@ -50,7 +51,9 @@ def _minutes(row: DashboardRow) -> int | None:
 def _key(stamp: str, incident_url: str, row: DashboardRow) -> str:
     # repr of the row's dataclasses: every field, the reach and next step
     # included, in a fixed order; free text (titles) is hashed into a fixed length.
-    shown = repr((stamp, incident_url, row, _minutes(row)))
+    # The times it prints are in the viewer's zone (accounts' middleware).
+    zone = timezone.get_current_timezone_name()
+    shown = repr((stamp, incident_url, zone, row, _minutes(row)))
     return "dashboard-row:" + hashlib.sha256(shown.encode()).hexdigest()
 
 

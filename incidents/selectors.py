@@ -132,16 +132,21 @@ class PersonReach:
     person: str
     state: str  # queued, sent, failed, unreachable, cancelled, paged (no page row)
     short: str  # what the row shows after the name: "✓ ntfy", "✗ no contact method"
-    sentence: str  # the whole story: "sent via ntfy at 22:01 UTC"
+    sentence: str  # the whole story: "sent via ntfy", then " at" ``at``
+    # When the page was sent: a moment, shown in each viewer's zone (the
+    # dashboard caches rows for everyone, so no rendered time is kept here).
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class NextStep:
-    """What happens next: ``text``, then a countdown to ``at`` if any, then ``after``."""
+    """What happens next: ``text`` (then the moment ``until``, in the viewer's
+    zone), then a countdown to ``at`` if any, then ``after``."""
 
     text: str
     at: datetime | None = None
     after: str = ""
+    until: datetime | None = None
 
 
 def open_incidents() -> QuerySet[Incident]:

@@ -205,9 +205,11 @@ def _unchanged_etag(request: HtmxHttpRequest, number: int) -> str:
 
 def _etag(request: HtmxHttpRequest, stamp: str) -> str:
     # The refresh shows the list (the version read and when) as this user
-    # asked for it (the path holds the filters and page).
+    # asked for it (the path holds the filters and page), with its times in
+    # their zone.
     user = request.user
-    return f'"{_digest(stamp, user.pk, user.get_username(), request.get_full_path())}"'
+    zone = timezone.get_current_timezone_name()
+    return f'"{_digest(stamp, user.pk, user.get_username(), zone, request.get_full_path())}"'
 
 
 def _digest(*parts: object) -> str:

@@ -409,7 +409,9 @@ def who_is_on_call(request: HttpRequest, filters: Query[OnCallFilter]) -> dict[s
         raise _invalid_field(given[1], f"Give one of schedule, policy or service, not {given}.")
     at = filters.at or timezone.now()
     if timezone.is_naive(at):
-        at = timezone.make_aware(at)
+        # TIME_ZONE, as documented, even for a signed-in browser's request
+        # (whose own zone accounts.middleware activated).
+        at = timezone.make_aware(at, timezone.get_default_timezone())
     schedule = policy = None
     if filters.schedule:
         schedule = selectors.schedule_by_slug(filters.schedule)

@@ -158,7 +158,7 @@ def _on_call(schedule: str | None, policy: str | None, at: str | None) -> dict[s
         if not 1970 <= moment.year <= 9000:
             raise ToolError("The time must be between the years 1970 and 9000.")
         if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
+            moment = timezone.make_aware(moment, timezone.get_default_timezone())
     found_schedule = found_policy = None
     if schedule:
         found_schedule = selectors.schedule_by_slug(schedule)

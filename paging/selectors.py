@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from django.contrib.auth.models import User
@@ -141,16 +141,11 @@ class IncidentPaging:
         )
 
 
-def _utc(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%H:%M} UTC"
-
-
 def _person_reach(person: str, pages: list[tuple[str, str, str, datetime | None]]) -> PersonReach:
     """One person's state from their pages of the step (channel, status, error, sent_at)."""
     for channel, status, _, sent_at in pages:
         if status == PageStatus.SENT:
-            when = f" at {_utc(sent_at)}" if sent_at else ""
-            return PersonReach(person, "sent", f"✓ {channel}", f"sent via {channel}{when}")
+            return PersonReach(person, "sent", f"✓ {channel}", f"sent via {channel}", sent_at)
     errors = [error for _, status, error, _ in pages if status == PageStatus.FAILED and error]
     if any(status in (PageStatus.QUEUED, PageStatus.SENDING) for _, status, _, _ in pages):
         if errors:
@@ -305,7 +300,7 @@ def _describe(
     at = incident.next_escalation_at
     until = held.get(incident.service_id)
     if at is not None and until is not None:
-        return NextStep(f"held by a maintenance window until {_utc(until)}")
+        return NextStep("held by a maintenance window until", until=until)
     if incident.status == Status.ACKNOWLEDGED:
         if at is None:
             return None

@@ -35,7 +35,9 @@ NEEDS_REVIEW = "Needs human review"
 
 
 def local(value: datetime) -> datetime:
-    return timezone.localtime(value)
+    # The document is shared (exported, published): always the server's
+    # TIME_ZONE, whichever reader's zone the request activated.
+    return timezone.localtime(value, timezone.get_default_timezone())
 
 
 def export_filename(post_mortem: PostMortem) -> str:

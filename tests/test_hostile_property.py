@@ -511,6 +511,10 @@ FORM_ENDPOINTS: dict[str, FormEndpoint] = {
     "oncall/<slug:slug>/cover": FormEndpoint(
         lambda w: "/oncall/primary/cover", ["start", "end", "asked", "note"]
     ),
+    "account/settings": FormEndpoint(lambda w: "/account/settings", ["time_zone"]),
+    "account/settings/browser-time-zone": FormEndpoint(
+        lambda w: "/account/settings/browser-time-zone", ["time_zone"]
+    ),
     "incidents/<int:pk>/public-title": FormEndpoint(
         lambda w: f"/incidents/{w.incident.pk}/public-title", ["public_title"]
     ),

@@ -21,6 +21,7 @@ EVERYONE = {
     "My shifts": "/oncall/mine",
     "My notifications": "/account/notifications",
     "API tokens": "/account/tokens",
+    "Settings": "/account/settings",
 }
 STAFF_ONLY = {"Unreachable": "/oncall/unreachable", "Admin": "/admin/"}
 

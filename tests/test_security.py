@@ -120,6 +120,8 @@ ACCESS: dict[str, tuple[str, str]] = {
         "either",
     ),
     "account/tokens": ("GET", "login"),
+    "account/settings": ("GET", "login"),
+    "account/settings/browser-time-zone": ("POST", "login"),
     "chat/slack/interactions": ("POST", "signed"),
     "chat/slack/commands": ("POST", "signed"),
     "chat/mattermost/actions": ("POST", "signed"),

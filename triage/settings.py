@@ -88,6 +88,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "triage.lean.Authentication",
     "triage.lean.Messages",
+    # Each person's time zone for the pages (after authentication).
+    "accounts.middleware.TimeZone",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "triage.lean.ContentSecurityPolicy",
     "triage.lean.Htmx",
@@ -107,6 +109,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.time_zone",
             ],
         },
     },

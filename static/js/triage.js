@@ -35,7 +35,42 @@
     }
   }
 
+  function browserTimeZone() {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  // A signed-in person with no time zone yet: the page carries
+  // data-time-zone-url, and their browser's zone is sent once (per tab
+  // session, so a zone the server refuses is not sent on every page); the
+  // page reloads to show its times in it.
+  function sendTimeZone() {
+    var url = document.body.getAttribute("data-time-zone-url");
+    var zone = browserTimeZone();
+    if (!url || !zone || window.sessionStorage.getItem("triage-time-zone-sent") === zone) return;
+    window.sessionStorage.setItem("triage-time-zone-sent", zone);
+    var headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+    headers["Content-Type"] = "application/x-www-form-urlencoded";
+    fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: headers,
+      body: "time_zone=" + encodeURIComponent(zone)
+    }).then(function (response) {
+      return response.ok ? response.json() : { stored: false };
+    }).then(function (answer) {
+      if (answer.stored) window.location.reload();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-browser-zone]").forEach(function (el) {
+      el.textContent = browserTimeZone() || "unknown";
+    });
+    sendTimeZone();
     tick();
     window.setInterval(tick, 1000);
     document.body.addEventListener("htmx:afterSwap", tick);
