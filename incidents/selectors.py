@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, When
 
 from incidents.models import (
     NOBODY_REACHED_LAST,
@@ -18,6 +18,7 @@ from incidents.models import (
     Service,
     Severity,
     Status,
+    StormAlert,
     TimelineEvent,
 )
 from triage.numbers import ascii_int
@@ -79,6 +80,8 @@ class DashboardRow:
     service_id: int
     policy_id: int | None
     nobody_reached_at: datetime | None
+    # A storm incident's count of alerts (None for other incidents).
+    storm_alert_count: int | None = None
     # Set by the view from paging's reads: how each person paged was reached,
     # and what happens next.
     reach: list[PersonReach] = field(default_factory=list)
@@ -165,6 +168,21 @@ _ROW_FIELDS = {
         .order_by("-created_at", "-pk")
         .values("data__paged")[:1]
     ),
+    # A storm's alerts; PostgreSQL evaluates the count for storm rows only.
+    "storm_alert_count": Case(
+        When(
+            is_storm=True,
+            then=Subquery(
+                StormAlert.objects.filter(storm=OuterRef("pk"))
+                .order_by()
+                .values("storm")
+                .annotate(n=Count("pk"))
+                .values("n")
+            ),
+        ),
+        default=None,
+        output_field=IntegerField(),
+    ),
 }
 _ROW_COLUMNS = (
     "pk",
@@ -218,6 +236,7 @@ def row_of(incident: Incident) -> DashboardRow:
         service_id=incident.service_id,
         policy_id=incident.service.escalation_policy_id,
         nobody_reached_at=incident.nobody_reached_at,
+        storm_alert_count=incident.storm_alerts.count() if incident.is_storm else None,
     )
 
 
