@@ -17,15 +17,13 @@ from triage.http import HtmxHttpRequest
 
 @login_required
 @require_POST
-def split_out(request: HtmxHttpRequest, pk: int, alert_pk: int) -> HttpResponse:
+def split_out(request: HtmxHttpRequest, pk: int, item_id: int) -> HttpResponse:
     """POST /incidents/{storm}/storm-alerts/{alert}/split: the new incident's
     page, or the storm's with the reason it cannot be split (already
     resolved or split out)."""
-    alert = (
-        StormAlert.objects.select_related("storm__service").filter(pk=alert_pk, storm=pk).first()
-    )
+    alert = StormAlert.objects.select_related("storm__service").filter(pk=item_id, storm=pk).first()
     if alert is None:
-        raise Http404(f"No alert {alert_pk} in storm #{pk}.")
+        raise Http404(f"No alert {item_id} in storm #{pk}.")
     try:
         incident = services.split_storm_alert(alert, actor=request.user)
     except DomainError as exc:

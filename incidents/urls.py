@@ -20,7 +20,7 @@ urlpatterns = [
         name="incident-public-title",
     ),
     path(
-        "incidents/<int:pk>/storm-alerts/<int:alert_pk>/split",
+        "incidents/<int:pk>/storm-alerts/<int:item_id>/split",
         storm_views.split_out,
         name="storm-alert-split",
     ),

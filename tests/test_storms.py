@@ -21,10 +21,12 @@ from incidents.models import EventKind, Incident, Service, Status, StormAlert, S
 from incidents.services import Opened
 from integrations import services
 from integrations.keys import NewKey
+from integrations.mcp_server import Principal, acting_as, build_server
 from integrations.payloads import parse_alertmanager
 from paging.models import Page
 from tests.factories import UserFactory, contact, policy_with_levels
 from tests.integration_factories import am_alert, am_notification, integration, trigger
+from tests.test_integrations_mcp import call
 
 pytestmark = pytest.mark.django_db
 
@@ -319,6 +321,10 @@ def test_the_api_and_mcp_show_the_storm(
     assert [(a["dedup_key"], a["count"]) for a in body["storm_alerts"]] == [("d", 2), ("e", 1)]
     listed = client.get("/v1/incidents/open", headers=auth).json()["items"]
     assert [item["storm"] is not None for item in listed].count(True) == 1
+    with acting_as(Principal(user=read_token.token.user, can_write=False)):
+        tool = call(build_server(), "get_incident", {"incident_id": storm.pk}).structured_content
+    assert tool["storm"]["alerts"] == 2
+    assert [a["dedup_key"] for a in tool["storm_alerts"]] == ["d", "e"]
 
 
 # --- concurrency at the threshold ---------------------------------------------
