@@ -8,6 +8,7 @@ import escalation
 import ingest
 import insights_page
 import memory
+import storm
 from common import Figure, print_table
 
 
@@ -17,6 +18,7 @@ def main() -> None:
     figures += escalation.run()
     figures += ingest.run()
     figures += alertmanager.run()
+    figures += storm.run()
     figures += insights_page.run()
     figures += memory.run()
     print_table("triage benchmarks", figures)

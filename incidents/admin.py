@@ -79,6 +79,7 @@ class IncidentAdmin(admin.ModelAdmin[Incident]):
     # Status and its who/when fields change only through the services.
     readonly_fields = (
         "status",
+        "is_storm",
         "source",
         "idempotency_key",
         "request_fingerprint",

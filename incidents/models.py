@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import (
     BooleanField,
@@ -107,6 +108,30 @@ class Service(models.Model):
         blank=True,
         help_text="The name the public status page shows. Required to make the service public.",
     )
+    # Storm protection (incidents.storms): when monitoring opens more than
+    # ``storm_threshold`` incidents on the service within
+    # ``storm_window_seconds``, further new alerts join one "Alert storm"
+    # incident until ``storm_quiet_seconds`` pass without a new one. Empty:
+    # the STORM_* settings; a threshold of 0 turns it off.
+    storm_threshold = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Incidents monitoring may open within the window before further alerts join "
+        "one storm incident. Empty: the STORM_THRESHOLD setting (20); 0: never.",
+    )
+    storm_window_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="The window, in seconds. Empty: the STORM_WINDOW_SECONDS setting (60).",
+    )
+    storm_quiet_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A storm ends after this many seconds without a new alert; alerts then open "
+        "their own incidents again. Empty: the STORM_QUIET_SECONDS setting (300).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -173,6 +198,9 @@ class Incident(models.Model):
     # reached (no usable contact method, or every attempt failed); cleared
     # when another level is paged or someone acknowledges.
     nobody_reached_at = models.DateTimeField(null=True, blank=True)
+    # An "Alert storm on <service>" incident: the alerts that joined it are
+    # its StormAlert rows (incidents.storms).
+    is_storm = models.BooleanField(default=False)
 
     class Meta:
         constraints: ClassVar = [
@@ -197,6 +225,14 @@ class Incident(models.Model):
                 fields=["service", "dedup_key"],
                 condition=~Q(status=Status.RESOLVED) & ~Q(dedup_key=""),
                 name="incident_one_open_per_dedup_key",
+            ),
+            # At most one open storm incident per service. Storms are opened
+            # under the service's row lock (incidents.storms), so this never
+            # fires in practice; it is the backstop should a path forget.
+            models.UniqueConstraint(
+                fields=["service"],
+                condition=Q(is_storm=True) & ~Q(status=Status.RESOLVED),
+                name="incident_one_open_storm_per_service",
             ),
         ]
         indexes: ClassVar = [
@@ -227,6 +263,9 @@ class Incident(models.Model):
             # trigram index (migration 0012, where pg_trgm exists) PostgreSQL
             # answers "title contains or key is" from two indexes, not a scan.
             models.Index(fields=["dedup_key"], name="incident_dedup_key"),
+            # Storm protection counts the incidents a service opened within
+            # its window (incidents.storms.storm_to_join).
+            models.Index(fields=["service", "opened_at"], name="incident_service_opened"),
         ]
 
     def __str__(self) -> str:
@@ -310,3 +349,55 @@ class JoinedRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} joined #{self.incident_id}"
+
+
+class StormAlertStatus(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+    SPLIT = "split", "Split out"
+
+
+class StormAlert(models.Model):
+    """One alert (by dedup key) that joined a storm incident instead of
+    opening its own: what it said first, how often it fired, and whether it
+    still fires. The storm resolves when none fires any more."""
+
+    storm = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="storm_alerts")
+    dedup_key = models.CharField(max_length=255)
+    name = models.CharField(max_length=200)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    details = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=10, choices=StormAlertStatus.choices, default=StormAlertStatus.FIRING
+    )
+    count = models.PositiveIntegerField(default=1)  # triggers received, repeats included
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # The incident a responder split this alert out into.
+    split_into = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering: ClassVar = ["first_seen_at", "pk"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["storm", "dedup_key"], name="storm_alert_one_per_key"),
+            models.CheckConstraint(
+                condition=Q(status__in=StormAlertStatus.values), name="storm_alert_status_valid"
+            ),
+        ]
+        indexes: ClassVar = [
+            # "Does anything still fire?" on every resolve of a storm alert.
+            models.Index(
+                fields=["storm"],
+                condition=Q(status="firing"),
+                name="storm_alert_firing",
+            ),
+            # The storm's newest alert (is it still storming?).
+            models.Index(fields=["storm", "first_seen_at"], name="storm_alert_first_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} in storm #{self.storm_id} ({self.status})"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, When
 from django.utils import timezone
 
 from incidents.models import (
@@ -19,6 +19,7 @@ from incidents.models import (
     Service,
     Severity,
     Status,
+    StormAlert,
     TimelineEvent,
 )
 from triage.numbers import ascii_int
@@ -91,6 +92,8 @@ class DashboardRow:
     service_id: int
     policy_id: int | None
     nobody_reached_at: datetime | None
+    # A storm incident's count of alerts (None for other incidents).
+    storm_alert_count: int | None = None
     # Set by the view from paging's reads: how each person paged was reached,
     # and what happens next.
     reach: list[PersonReach] = field(default_factory=list)
@@ -257,6 +260,21 @@ _ROW_FIELDS = {
         .order_by("-created_at", "-pk")
         .values("data__paged")[:1]
     ),
+    # A storm's alerts; PostgreSQL evaluates the count for storm rows only.
+    "storm_alert_count": Case(
+        When(
+            is_storm=True,
+            then=Subquery(
+                StormAlert.objects.filter(storm=OuterRef("pk"))
+                .order_by()
+                .values("storm")
+                .annotate(n=Count("pk"))
+                .values("n")
+            ),
+        ),
+        default=None,
+        output_field=IntegerField(),
+    ),
 }
 _ROW_COLUMNS = (
     "pk",
@@ -313,6 +331,7 @@ def row_of(incident: Incident) -> DashboardRow:
         nobody_reached_at=incident.nobody_reached_at,
         acknowledged_at=incident.acknowledged_at,
         resolved_at=incident.resolved_at,
+        storm_alert_count=incident.storm_alerts.count() if incident.is_storm else None,
     )
 
 

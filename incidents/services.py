@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 from psycopg import errors as pg_errors
 
-from incidents import hooks, hotpath
+from incidents import hooks, hotpath, storms
 from incidents.errors import (
     DuplicateOpenIncident,
     IdempotencyConflict,
@@ -44,6 +44,8 @@ from incidents.models import (
     Service,
     Source,
     Status,
+    StormAlert,
+    StormAlertStatus,
     TimelineEvent,
 )
 from incidents.signals import announce
@@ -158,6 +160,24 @@ def _replay(key: str, fingerprint: str) -> Opened | None:
     return Opened(incident, created=False, deduplicated=joined)
 
 
+def _keep_joined_key(request: _Request, joined: Incident) -> None:
+    """Remember that the request's Idempotency-Key joined ``joined``."""
+    if not request.idempotency_key:
+        return
+    if joined.idempotency_key == request.idempotency_key:
+        # Opened under this key by a concurrent retry that committed
+        # between the replay look-up and this lock: the next attempt
+        # replays it (or refuses it).
+        raise _LostRace(f"incident #{joined.pk} was opened with this key meanwhile")
+    with _lost_race_on_unique_violation():  # a retry of this request joined first
+        JoinedRequest.objects.create(
+            key=request.idempotency_key,
+            request_fingerprint=request.fingerprint,
+            incident=joined,
+            created_at=request.now,
+        )
+
+
 def _join(request: _Request) -> Opened | None:
     """Add the alert to the open incident with the request's dedup key, if any.
 
@@ -171,19 +191,7 @@ def _join(request: _Request) -> Opened | None:
     )
     if joined is None:
         return None
-    if request.idempotency_key:
-        if joined.idempotency_key == request.idempotency_key:
-            # Opened under this key by a concurrent retry that committed
-            # between the replay look-up and this lock: the next attempt
-            # replays it (or refuses it).
-            raise _LostRace(f"incident #{joined.pk} was opened with this key meanwhile")
-        with _lost_race_on_unique_violation():  # a retry of this request joined first
-            JoinedRequest.objects.create(
-                key=request.idempotency_key,
-                request_fingerprint=request.fingerprint,
-                incident=joined,
-                created_at=request.now,
-            )
+    _keep_joined_key(request, joined)
     record_event(
         joined,
         EventKind.ALERT,
@@ -270,7 +278,47 @@ def _open(request: _Request) -> Opened:
         joined = _join(request)
         if joined is not None:
             return joined
+        if request.source in storms.MANAGED_SOURCES:
+            return _open_or_join_storm(request)
     return _insert(request)
+
+
+def _open_or_join_storm(request: _Request) -> Opened:
+    """A new monitored alert: its own incident while the service is under its
+    storm threshold, else it joins the service's storm (incidents.storms).
+
+    A repeat of an alert firing in the storm is counted without the service's
+    lock. Anything else is decided under it: first look again for an open
+    incident with the key (one that held the lock before this request may
+    have opened it), then count. So an alert never lives in both an incident
+    and the storm, and the threshold is never overshot.
+    """
+    if not request.idempotency_key:
+        storm = storms.repeat(request.service, request.dedup_key, now=request.now)
+        if storm is not None:
+            return Opened(storm, created=False, deduplicated=True)
+    storms.lock_service(request.service)
+    joined = _join(request)
+    if joined is not None:
+        return joined
+    room = storms.room(request.service, [request.dedup_key], source=request.source, now=request.now)
+    if room.allowed or room.storm is None:
+        return _insert(request)
+    _keep_joined_key(request, room.storm)
+    storms.join(room.storm, [_alerted(request, request.source)], now=request.now)
+    if room.new_storm:
+        storms.page_new_storm(room.storm, now=request.now)
+    return Opened(room.storm, created=False, deduplicated=True)
+
+
+def _alerted(alert: _Request | Alerting, source: str) -> storms.Alerted:
+    return storms.Alerted(
+        dedup_key=alert.dedup_key,
+        title=alert.title,
+        severity=alert.severity,
+        details=alert.details,
+        source=source,
+    )
 
 
 def open_incident(
@@ -390,10 +438,22 @@ def open_or_join_many(
     New incidents are inserted in the order of ``alerts``; callers that sort
     them by dedup key make two such inserts wait on each other in key order,
     so they cannot deadlock either.
+
+    Storms: for monitoring's sources the caller also holds the service's lock
+    (``storms.lock_service``, taken *before* ``lock_open_incidents``, the
+    storm lock order). New alerts beyond the service's storm threshold join
+    its storm incident (``storms.room``) instead of opening their own, in the
+    order of ``alerts``; their results name the storm.
     """
     if len({alert.dedup_key for alert in alerts}) != len(alerts):
         raise ValueError("open_or_join_many needs distinct dedup keys")
     new = [alert for alert in alerts if alert.dedup_key not in locked]
+    room = storms.Room(len(new))
+    if new and source in storms.MANAGED_SOURCES:
+        room = storms.room(service, [alert.dedup_key for alert in new], source=source, now=now)
+        if room.storm is not None:
+            storms.join(room.storm, [_alerted(a, source) for a in new[room.allowed :]], now=now)
+        new = new[: room.allowed]
     with transaction.atomic(), _lost_race_on_unique_violation():
         created = Incident.objects.bulk_create(
             [
@@ -418,6 +478,34 @@ def open_or_join_many(
             batch_size=BULK_BATCH,
         )
     opened = {incident.dedup_key: incident for incident in created}
+    _record_opened_or_joined(alerts, opened, locked, source=source, now=now)
+    if created:
+        after_commit(counters.count, "incidents_opened", (source,), len(created))
+        hooks.lifecycle.opened_many(created, now=now)
+        for incident in created:
+            announce(incident, "opened")
+    if room.new_storm and room.storm is not None:
+        storms.page_new_storm(room.storm, now=now)
+    homes = {key: Opened(incident, created=True) for key, incident in opened.items()}
+    homes |= {
+        key: Opened(incident, created=False, deduplicated=True) for key, incident in locked.items()
+    }
+    if room.storm is not None:
+        stormed = Opened(room.storm, created=False, deduplicated=True)
+        homes |= {alert.dedup_key: stormed for alert in alerts if alert.dedup_key not in homes}
+    return [homes[alert.dedup_key] for alert in alerts]
+
+
+def _record_opened_or_joined(
+    alerts: Sequence[Alerting],
+    opened: dict[str, Incident],
+    locked: dict[str, Incident],
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """The timeline events of ``open_or_join_many``: one INSERT. Alerts that
+    joined a storm are its StormAlert rows instead."""
     label = Source(source).label
     record_events(
         [
@@ -439,19 +527,9 @@ def open_or_join_many(
                 data={"source": source, **alert.data},
             )
             for alert in alerts
+            if alert.dedup_key in opened or alert.dedup_key in locked
         ]
     )
-    if created:
-        after_commit(counters.count, "incidents_opened", (source,), len(created))
-        hooks.lifecycle.opened_many(created, now=now)
-        for incident in created:
-            announce(incident, "opened")
-    return [
-        Opened(opened[alert.dedup_key], created=True)
-        if alert.dedup_key in opened
-        else Opened(locked[alert.dedup_key], created=False, deduplicated=True)
-        for alert in alerts
-    ]
 
 
 def resolve_many(incidents: Sequence[Incident], *, now: datetime, message: str) -> None:
@@ -483,6 +561,89 @@ def resolve_many(incidents: Sequence[Incident], *, now: datetime, message: str) 
         hooks.lifecycle.resolved_many(incidents, now=now)
         for incident in incidents:
             announce(incident, "resolved")
+
+
+def resolve_storm_alerts(
+    service: Service, dedup_keys: Sequence[str], *, now: datetime, message: str
+) -> Incident | None:
+    """Monitoring says these alerts resolved, and none has an open incident:
+    resolve those that fire in the service's open storm, and the storm itself
+    once none of its alerts fires. Returns the storm if one of the keys fired
+    in it (None: the resolve is dropped, as Events API v2 drops it).
+
+    The storm's row lock serialises this with joins (which take it after the
+    service's) and splits, so "nothing fires any more" is decided on the
+    committed list: an alert joining concurrently either committed first (and
+    keeps the storm open) or waits and finds the storm resolved.
+    """
+    with transaction.atomic():
+        storm = storms.open_storm_locked(service)
+        if storm is None or not storms.resolve_alerts(storm, dedup_keys, now=now):
+            return None
+        if not storms.still_firing(storm):
+            resolve_incident(storm, actor=None, now=now, message=message)
+        return storm
+
+
+def split_storm_alert(alert: StormAlert, *, actor: Actor, now: datetime | None = None) -> Incident:
+    """Take a firing alert out of its storm into an incident of its own,
+    opened (and paged) as if the alert had just arrived; the storm's timeline
+    says who split it and where it went. Later triggers of its dedup key join
+    that incident. The storm resolves if nothing else fires in it.
+
+    Under the storm's row lock, like every change to its alerts: a resolve
+    racing this either resolved the alert first (and this refuses) or finds it
+    split.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        storm = _lock(alert.storm)
+        locked = StormAlert.objects.select_for_update().get(pk=alert.pk)
+        if storm.status == Status.RESOLVED or locked.status != StormAlertStatus.FIRING:
+            raise InvalidTransition(
+                f"{locked.name} is {locked.get_status_display().lower()}; only an alert still "
+                "firing in an open storm can be split out."
+            )
+        incident = _insert_split(storm, locked, actor=actor, now=now).incident
+        locked.status, locked.split_into = StormAlertStatus.SPLIT, incident
+        locked.save(update_fields=["status", "split_into"])
+        record_event(
+            storm,
+            EventKind.NOTE,
+            actor=actor,
+            now=now,
+            message=f"Split out {locked.name} into #{incident.pk}",
+            data={"split_out": locked.dedup_key, "incident": incident.pk},
+        )
+        if not storms.still_firing(storm):
+            resolve_incident(
+                storm, actor=actor, now=now, message="Every alert in the storm was split out."
+            )
+    return incident
+
+
+def _insert_split(storm: Incident, alert: StormAlert, *, actor: Actor, now: datetime) -> Opened:
+    try:
+        return _insert(
+            _Request(
+                service=storm.service,
+                title=alert.name,
+                severity=alert.severity,
+                details=alert.details,
+                source=alert.source,
+                dedup_key=alert.dedup_key,
+                idempotency_key="",
+                actor=actor,
+                data={"split_from": storm.pk},
+                now=now,
+                fingerprint="",
+            )
+        )
+    except _LostRace:
+        raise DuplicateOpenIncident(
+            f"{alert.name} cannot be split out: an open incident on {storm.service} already has "
+            f"dedup key {alert.dedup_key!r}."
+        ) from None
 
 
 def _via(actor: Actor, via: str) -> str:
@@ -560,6 +721,8 @@ def resolve_incident(
         locked.resolved_by = actor_user(actor)
         locked.next_escalation_at = None
         locked.save()
+        if locked.is_storm:  # a storm resolved by hand takes its alerts with it
+            storms.resolve_alerts(locked, None, now=now)
         record_event(
             locked, EventKind.RESOLVED, actor=actor, now=now, message=message or _via(actor, via)
         )

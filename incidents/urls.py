@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from incidents import status_views, views
+from incidents import status_views, storm_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -18,5 +18,10 @@ urlpatterns = [
         "incidents/<int:pk>/public-title",
         status_views.public_title,
         name="incident-public-title",
+    ),
+    path(
+        "incidents/<int:pk>/storm-alerts/<int:item_id>/split",
+        storm_views.split_out,
+        name="storm-alert-split",
     ),
 ]

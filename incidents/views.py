@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from accounts.http import api_or_login
 from accounts.models import TokenScope
-from incidents import hooks, rowcache, selectors, services
+from incidents import hooks, rowcache, selectors, services, storms
 from incidents.forms import (
     STATUS_FILTER_CHOICES,
     FilterForm,
@@ -37,7 +37,7 @@ from incidents.forms import (
     PublicTitleForm,
 )
 from incidents.models import Incident, Severity
-from incidents.serializers import event_json, incident_json
+from incidents.serializers import event_json, incident_json, storm_alerts_json
 from triage import readmodel
 from triage.errors import DomainError
 from triage.http import BadRequest, HtmxHttpRequest, field_errors, json_body, problem, wants_json
@@ -375,8 +375,15 @@ def _detail_context(incident: Incident, **extra: Any) -> dict[str, Any]:
         "note_form": NoteForm(),
         "public_title_form": PublicTitleForm(initial={"public_title": incident.public_title}),
         "severity": Severity(incident.severity),
+        **_storm_context(incident),
         **extra,
     }
+
+
+def _storm_context(incident: Incident) -> dict[str, Any]:
+    if not incident.is_storm:
+        return {}
+    return {"storm": storms.summary(incident), "storm_alerts": storms.alerts(incident)}
 
 
 @api_or_login(TokenScope.READ)
@@ -388,7 +395,10 @@ def incident_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         except Incident.DoesNotExist:
             return problem(404, "Not found", f"No incident #{pk}.")
         events = [event_json(event) for event in selectors.timeline(incident)]
-        return JsonResponse({**incident_json(incident), "timeline": events})
+        storm_alerts = storm_alerts_json(incident)
+        return JsonResponse(
+            {**incident_json(incident), "timeline": events, "storm_alerts": storm_alerts}
+        )
     incident = _get_incident(pk)
     return render(request, "incidents/detail.html", _detail_context(incident))
 

@@ -80,6 +80,32 @@ class LinksOut(Schema):
     api: str = Field(description="This incident in the API (with its timeline).")
 
 
+class StormOut(Schema):
+    alerts: int = Field(description="Distinct alerts (dedup keys) that joined the storm.")
+    triggers: int = Field(description="Every trigger they sent, repeats included.")
+    firing: int
+    distinct_names: int
+    names: list[str] = Field(description="Distinct alert names, alphabetically (at most 50).")
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+    ends_at: datetime | None = Field(
+        description="When new alerts stop joining it unless another new one arrives first."
+    )
+
+
+class StormAlertOut(Schema):
+    dedup_key: str
+    name: str
+    severity: SeverityName
+    source: str
+    status: Literal["firing", "resolved", "split"]
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    split_into: int | None = Field(description="The incident it was split out into.")
+
+
 class IncidentOut(Schema):
     id: int
     number: int
@@ -99,6 +125,10 @@ class IncidentOut(Schema):
     escalation_level: int
     next_escalation_at: datetime | None
     url: str
+    is_storm: bool = Field(
+        default=False, description='An "Alert storm on <service>" incident (docs/paging.md).'
+    )
+    storm: StormOut | None = None
     paging: PagingOut
     links: LinksOut
 
@@ -132,6 +162,10 @@ class ChangeOut(Schema):
 
 class IncidentDetailOut(IncidentOut):
     timeline: list[TimelineEventOut]
+    storm_alerts: list[StormAlertOut] = Field(
+        default_factory=list,
+        description="A storm's alerts, firing first (at most 500); empty for other incidents.",
+    )
     recent_changes: list[ChangeOut] = Field(
         description="Changes to the incident's service (change events) in the 24 hours "
         "before it opened, newest first (at most 20)."

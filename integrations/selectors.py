@@ -22,7 +22,7 @@ from django.urls import reverse
 from incidents import selectors
 from incidents.models import OPEN_STATUSES, Incident, Service, TimelineEvent
 from incidents.selectors import timeline
-from incidents.serializers import event_json, incident_json
+from incidents.serializers import event_json, incident_json, storm_alerts_json
 from insights.selectors import Health
 from integrations.models import ChangeEvent
 from integrations.payloads import web_url
@@ -173,6 +173,7 @@ def incident_with_timeline(pk: int) -> dict[str, Any]:
     incident = _base().select_related("opened_by").get(pk=pk)
     body = incident_out(incident, paging_summary([incident]).get(incident.pk))
     body["timeline"] = [event_json(event) for event in timeline(incident)]
+    body["storm_alerts"] = storm_alerts_json(incident)
     body["recent_changes"] = [change_out(change) for change in recent_changes(incident)]
     return body
 

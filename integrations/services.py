@@ -34,6 +34,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from incidents import services as incident_services
+from incidents import storms
 from incidents.models import (
     OPEN_STATUSES,
     Incident,
@@ -294,7 +295,7 @@ def _clear(
 ) -> Outcome:
     incident = _open_incident_for_update(integration.service, dedup_key)
     if incident is None:
-        return Outcome("dropped", dedup_key)
+        return _clear_in_storm(integration, [(dedup_key, alerts)], now)[0]
     _track(integration, [(incident, alerts)], now)
     still_firing = list(
         incident.alerts.filter(status=AlertStatus.FIRING).values_list("labels", flat=True)[
@@ -307,6 +308,24 @@ def _clear(
         incident, actor=None, now=now, message=_all_resolved(integration)
     )
     return Outcome("resolved", dedup_key, incident.pk)
+
+
+def _clear_in_storm(
+    integration: Integration, batches: list[tuple[str, list[AmAlert]]], now: datetime
+) -> list[Outcome]:
+    """Resolved alerts with no open incident of their own: those that joined
+    the service's storm resolve there (and the storm with its last one); the
+    others are dropped."""
+    storm = incident_services.resolve_storm_alerts(
+        integration.service,
+        [key for key, _ in batches],
+        now=now,
+        message=f"All alerts in the storm resolved ({_sender(integration)}).",
+    )
+    if storm is None:
+        return [Outcome("dropped", key) for key, _ in batches]
+    _track(integration, [(storm, alerts) for _, alerts in batches], now)
+    return [Outcome("resolved", key, storm.pk) for key, _ in batches]
 
 
 def _still_firing(incidents: list[Incident]) -> dict[int, list[dict[str, str]]]:
@@ -342,6 +361,16 @@ def _batches(
     ]
 
 
+def _lock_service_if_firing(
+    integration: Integration, batches: list[tuple[str, list[AmAlert]]]
+) -> None:
+    """Firing alerts may open incidents or join the storm: take the service's
+    lock first, before any incident's, the order every storm path keeps
+    (incidents.storms)."""
+    if any(alert.firing for _, alerts in batches for alert in alerts):
+        storms.lock_service(integration.service)
+
+
 def _one_by_one(
     integration: Integration,
     notification: AmNotification,
@@ -351,6 +380,7 @@ def _one_by_one(
     """Each batch on its own: ``open_incident`` settles every race by itself."""
     outcomes: list[Outcome] = []
     with transaction.atomic():
+        _lock_service_if_firing(integration, batches)
         for dedup_key, alerts in batches:
             if any(alert.firing for alert in alerts):
                 outcomes.append(_fire(integration, notification, alerts, dedup_key, now))
@@ -372,6 +402,7 @@ def _in_bulk(
     firing: …") stay one per incident."""
     service = integration.service
     with transaction.atomic():
+        _lock_service_if_firing(integration, batches)
         locked = incident_services.lock_open_incidents(service, [key for key, _ in batches])
         firing = [(key, alerts) for key, alerts in batches if any(a.firing for a in alerts)]
         opened = incident_services.open_or_join_many(
@@ -393,13 +424,18 @@ def _in_bulk(
         still_firing = _still_firing([incident for incident, _ in clearing])
         outcomes: list[Outcome] = []
         resolving: list[Incident] = []
+        homeless = [
+            (key, alerts) for key, alerts in batches if key not in results and key not in locked
+        ]
+        in_storm = _clear_in_storm(integration, homeless, now) if homeless else []
+        dropped_or_stormed = dict(zip([key for key, _ in homeless], in_storm, strict=True))
         for key, alerts in batches:
             if key in results:
                 result = results[key]
                 action = "opened" if result.created else "joined"
                 outcomes.append(Outcome(action, key, result.incident.pk))
             elif key not in locked:
-                outcomes.append(Outcome("dropped", key))
+                outcomes.append(dropped_or_stormed[key])
             elif found := still_firing.get(locked[key].pk):
                 outcomes.append(_note_still_firing(integration, locked[key], alerts, found, now))
             else:
@@ -473,6 +509,24 @@ def _event_details(event: Event) -> str:
     return "\n".join(lines)
 
 
+def _resolve_in_storm(
+    integration: Integration, event: Event, dedup_key: str, now: datetime
+) -> Outcome:
+    """A resolve for a key that joined the service's storm resolves it there.
+    An acknowledge is dropped: one alert's sender does not take a storm of
+    many on everyone's behalf (a responder acknowledges the storm)."""
+    if event.action == "resolve":
+        storm = incident_services.resolve_storm_alerts(
+            integration.service,
+            [dedup_key],
+            now=now,
+            message="All alerts in the storm resolved (Events API v2).",
+        )
+        if storm is not None:
+            return Outcome("resolved", dedup_key, storm.pk)
+    return Outcome("dropped", dedup_key)
+
+
 def ingest_event(integration: Integration, event: Event, *, now: datetime | None = None) -> Outcome:
     """Apply one Events API v2 event (PagerDuty semantics)."""
     now = now or timezone.now()
@@ -506,7 +560,7 @@ def ingest_event(integration: Integration, event: Event, *, now: datetime | None
     with transaction.atomic():
         incident = _open_incident_for_update(integration.service, dedup_key)
         if incident is None:
-            return Outcome("dropped", dedup_key)
+            return _resolve_in_storm(integration, event, dedup_key, now)
         if event.action == "acknowledge":
             if incident.status != Status.TRIGGERED:
                 return Outcome("dropped", dedup_key, incident.pk)  # already acknowledged

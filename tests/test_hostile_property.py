@@ -535,6 +535,7 @@ FORM_ENDPOINTS: dict[str, FormEndpoint] = {
 # parameters are fuzzed (PATH_PARAMETERS, QUERIES), and ACCESS's method is sent.
 NO_BODY = {
     "healthz",
+    "incidents/<int:pk>/storm-alerts/<int:item_id>/split",
     "readyz",
     "metrics",
     "admin/",

@@ -43,6 +43,10 @@ def firing(count: int, start: int = 0) -> list[dict[str, Any]]:
 
 
 def per_alert(service: Service, kind: str = "alertmanager") -> Integration:
+    # These tests apply hundreds of alerts that each open an incident: storm
+    # protection (tests/test_storms.py) is off for their service.
+    service.storm_threshold = 0
+    service.save(update_fields=["storm_threshold"])
     return integration(service, kind, grouping="fingerprint").integration
 
 

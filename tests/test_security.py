@@ -115,6 +115,7 @@ ACCESS: dict[str, tuple[str, str]] = {
     "incidents/new": ("GET", "login"),
     "incidents/<int:pk>": ("GET", "either"),
     "incidents/<int:pk>/public-title": ("POST", "login"),
+    "incidents/<int:pk>/storm-alerts/<int:item_id>/split": ("POST", "login"),
     "^incidents/(?P<pk>[0-9]+)/(?P<action>acknowledge|resolve|reopen|escalate|notes)$": (
         "POST",
         "either",

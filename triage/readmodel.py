@@ -58,6 +58,17 @@ def bump() -> None:
         logger.warning("redis unavailable; the read model's version was not bumped")
 
 
+def bump_throttled(name: str, seconds: int) -> None:
+    """``bump``, at most once per ``seconds`` for ``name``: for changes that
+    pour in (an alert storm's count) and may show a few seconds late rather
+    than retire the cached dashboard on every one."""
+    try:
+        if get_redis_connection("default").set(f"{KEY}:throttle:{name}", 1, nx=True, ex=seconds):
+            bump()
+    except (RedisError, OSError):
+        logger.warning("redis unavailable; the read model's version was not bumped")
+
+
 def bump_after_commit() -> None:
     """Bump once the current transaction commits (at once outside one).
 

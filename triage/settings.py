@@ -449,6 +449,15 @@ DEVICE_COOKIE_AGE = env_int("DEVICE_COOKIE_AGE", 180 * 24 * 3600, minimum=1)
 PUBLIC_RATE_LIMIT = env_int("PUBLIC_RATE_LIMIT", 120, minimum=1)
 PUBLIC_RATE_WINDOW = env_int("PUBLIC_RATE_WINDOW", 60, minimum=1)
 
+# Storm protection (incidents.storms), the defaults for services that do not
+# set their own in the admin: more than STORM_THRESHOLD incidents opened by
+# monitoring within STORM_WINDOW_SECONDS make further new alerts join one
+# "Alert storm" incident, until STORM_QUIET_SECONDS pass without a new alert.
+# A threshold of 0 turns storm protection off.
+STORM_THRESHOLD = env_int("STORM_THRESHOLD", 20, minimum=0)
+STORM_WINDOW_SECONDS = env_int("STORM_WINDOW_SECONDS", 60, minimum=1)
+STORM_QUIET_SECONDS = env_int("STORM_QUIET_SECONDS", 300, minimum=1)
+
 # Signed Acknowledge / Resolve / Escalate links in every page's message
 # (paging.links): seconds a link works after it was sent. A link also stops
 # working once its incident is resolved, and each one works once.
