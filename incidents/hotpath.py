@@ -20,10 +20,6 @@ from typing import Any
 
 from django.db import connection
 
-from incidents.models import OPEN_STATUSES, EventKind
-
-_OPEN = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
-
 # Why this is exactly-once and race-free without a transaction of ours:
 # - The CTE locks the open incident's row (FOR UPDATE) and the INSERT adds its
 #   timeline row in the same statement, which PostgreSQL runs as one
@@ -38,18 +34,21 @@ _OPEN = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
 #   unique index ``incident_one_open_per_dedup_key``), so at most one row is
 #   inserted. The WHERE matches that index's predicate, which makes the
 #   look-up one index probe.
-# Constants only: the statuses come from the model, every value is a parameter.
-_REPEAT = f"""
+# One constant string (no formatting: every value is a parameter). The open
+# statuses and the event kind are spelled out as the models name them
+# (``OPEN_STATUSES``, ``EventKind.ALERT``); ``tests/test_hotpath.py`` fails if
+# they drift apart.
+_REPEAT = """
 WITH target AS (
     SELECT id FROM incidents_incident
     WHERE service_id = %s AND dedup_key = %s AND dedup_key <> ''
-      AND status IN ({_OPEN})
+      AND status IN ('triggered', 'acknowledged')
     FOR UPDATE
 )
 INSERT INTO incidents_timelineevent (incident_id, kind, actor_id, message, data, created_at)
-SELECT id, '{EventKind.ALERT}', NULL, %s, %s::jsonb, %s FROM target
+SELECT id, 'alert', NULL, %s, %s::jsonb, %s FROM target
 RETURNING incident_id
-"""  # noqa: S608
+"""
 
 
 def record_repeat(

@@ -213,3 +213,17 @@ def test_a_repeated_event_costs_one_statement_for_the_repeat(
     # The key look-up, then one statement: no transaction, no SELECT ... FOR UPDATE.
     assert len(writes) == 1, "\n".join(writes)
     assert Incident.objects.get().timeline.filter(kind=EventKind.ALERT).count() == 1
+
+
+def test_the_statement_names_the_statuses_and_kind_the_models_do() -> None:
+    # The SQL spells out what the models define; a new open status or a
+    # renamed kind must change it too, or repeats would join the wrong rows.
+    import re
+
+    from incidents import hotpath
+    from incidents.models import OPEN_STATUSES
+
+    listed = re.search(r"status IN \(([^)]*)\)", hotpath._REPEAT)
+    assert listed is not None
+    assert {s.strip(" '") for s in listed.group(1).split(",")} == set(OPEN_STATUSES)
+    assert f"SELECT id, '{EventKind.ALERT}', NULL" in hotpath._REPEAT
