@@ -45,8 +45,10 @@
 
   // A signed-in person with no time zone yet: the page carries
   // data-time-zone-url, and their browser's zone is sent once (per tab
-  // session, so a zone the server refuses is not sent on every page); the
-  // page reloads to show its times in it.
+  // session, so a zone the server refuses is not sent on every page). The
+  // page is not reloaded: someone who has started filtering or typing keeps
+  // what they did. Its times stay labelled in the server's zone; the next
+  // page, and the dashboard's next refresh, are in theirs.
   function sendTimeZone() {
     var url = document.body.getAttribute("data-time-zone-url");
     var zone = browserTimeZone();
@@ -62,7 +64,7 @@
     }).then(function (response) {
       return response.ok ? response.json() : { stored: false };
     }).then(function (answer) {
-      if (answer.stored) window.location.reload();
+      if (answer.stored) document.body.removeAttribute("data-time-zone-url");
     });
   }
 
