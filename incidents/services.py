@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -105,7 +105,10 @@ def _lost_race_on_unique_violation() -> Iterator[None]:
         raise
 
 
-def _retry_once_on_lost_race(attempt: Callable[[], Opened]) -> Opened:
+Result = TypeVar("Result")
+
+
+def _retry_once_on_lost_race(attempt: Callable[[], Result]) -> Result:
     """``attempt()`` in a transaction, and once more if it lost a race.
 
     Why once is enough: the loser's insert waited on the unique index until
@@ -215,10 +218,12 @@ def repeat_alert(
     """An alert repeat from monitoring (no actor, no idempotency key): the
     alert-repeat event ``open_incident`` records when ``dedup_key`` has an
     open incident on ``service``, written in one statement
-    (``incidents.hotpath.record_repeat``). Returns the incident's id, or None
-    when no incident with that key is open: then nothing was written and the
-    caller opens one with ``open_incident``, which settles the races of a new
-    incident.
+    (``incidents.hotpath.record_repeat``). For monitored sources
+    (``storms.MANAGED_SOURCES``) the same statement otherwise counts a
+    trigger of the key firing in the service's storm, as ``storms.repeat``
+    does. Returns the incident's (or storm's) id, or None when neither
+    matched: then nothing was written and the caller opens one with
+    ``open_alert``, which settles the races of a new incident.
 
     Concurrency: see ``hotpath``; a resolve committing first leaves nothing
     to join (None), one committing after sees the repeat.
@@ -235,7 +240,96 @@ def repeat_alert(
         message=title,
         data={"source": source, **data},
         now=now,
+        storms=source in storms.MANAGED_SOURCES,
     )
+
+
+@dataclass(frozen=True)
+class Landed:
+    """Where a monitored alert landed (``open_alert``): the incident it opened
+    (``created``), or the open incident or storm it joined."""
+
+    incident_id: int
+    created: bool
+
+
+def open_alert(
+    *,
+    service: Service,
+    title: str,
+    severity: str,
+    details: str,
+    source: str,
+    dedup_key: str,
+    data: dict[str, Any],
+    now: datetime,
+) -> Landed:
+    """A new alert from monitoring (no actor, no idempotency key) whose dedup
+    key ``repeat_alert`` just found no home for: open its incident, or join
+    the incident opened or the storm it joined since. What ``open_incident``
+    does for such an alert, in one transaction that sends only the statements
+    a new incident needs: ``repeat_alert``'s look-ups are not made again
+    outside the service's lock.
+
+    Statements for a monitored source (``storms.MANAGED_SOURCES``): the
+    service's lock, ``repeat_alert``'s statement again under it, the storm's
+    room (``storms.room``), then the incident and its timeline row, and what
+    the ``opened`` hooks write. Paging starts after the commit. Called
+    without ``repeat_alert`` first, it does the same (a key with a home is
+    joined under the lock).
+
+    Concurrency: the service's lock orders this request after any other that
+    opened or stormed an alert on the service (``incidents.storms``), so the
+    repeat statement under it sees an incident opened with this key since
+    ``repeat_alert`` ran, and joins it. Other sources take no service lock:
+    two requests racing with the same new key both insert, the partial unique
+    index of open dedup keys lets one win, and the loser's retry finds the
+    winner's incident with the repeat statement (``_retry_once_on_lost_race``).
+    A resolve committing meanwhile leaves nothing to join: a new incident is
+    opened, as ``open_incident`` does.
+    """
+    request = _Request(
+        service=service,
+        title=title,
+        severity=severity,
+        details=details,
+        source=source,
+        dedup_key=dedup_key,
+        idempotency_key="",
+        actor=None,
+        data=data,
+        now=now,
+        fingerprint=request_fingerprint(
+            service=service, title=title, severity=severity, details=details, dedup_key=dedup_key
+        ),
+    )
+    return _retry_once_on_lost_race(lambda: _open_alert(request))
+
+
+def _open_alert(request: _Request) -> Landed:
+    managed = request.source in storms.MANAGED_SOURCES
+    if managed:
+        storms.lock_service(request.service)
+    joined = repeat_alert(
+        service=request.service,
+        dedup_key=request.dedup_key,
+        title=request.title,
+        source=request.source,
+        data=request.data,
+        now=request.now,
+    )
+    if joined is not None:
+        return Landed(joined, created=False)
+    if managed:
+        room = storms.room(
+            request.service, [request.dedup_key], source=request.source, now=request.now
+        )
+        if not room.allowed and room.storm is not None:
+            storms.join(room.storm, [_alerted(request, request.source)], now=request.now)
+            if room.new_storm:
+                storms.page_new_storm(room.storm, now=request.now)
+            return Landed(room.storm.pk, created=False)
+    return Landed(_insert(request).incident.pk, created=True)
 
 
 def _insert(request: _Request) -> Opened:

@@ -535,7 +535,7 @@ def ingest_event(integration: Integration, event: Event, *, now: datetime | None
     dedup_key = event.dedup_key or uuid.uuid4().hex
     if event.action == "trigger":
         # Most triggers repeat an open incident's alert: one statement when
-        # they do; a new incident goes the whole way.
+        # they do; a new alert is one transaction (``open_alert``).
         repeated = incident_services.repeat_alert(
             service=integration.service,
             dedup_key=event.dedup_key,
@@ -546,7 +546,7 @@ def ingest_event(integration: Integration, event: Event, *, now: datetime | None
         )
         if repeated is not None:
             return Outcome("joined", dedup_key, repeated)
-        opened = incident_services.open_incident(
+        landed = incident_services.open_alert(
             service=integration.service,
             title=_one_line(event.summary),
             severity=event.severity,
@@ -556,7 +556,7 @@ def ingest_event(integration: Integration, event: Event, *, now: datetime | None
             data=_event_fields(event),
             now=now,
         )
-        return Outcome("opened" if opened.created else "joined", dedup_key, opened.incident.pk)
+        return Outcome("opened" if landed.created else "joined", dedup_key, landed.incident_id)
     with transaction.atomic():
         incident = _open_incident_for_update(integration.service, dedup_key)
         if incident is None:
