@@ -18,9 +18,9 @@
    WSGI handler called directly, every middleware, no HTTP), its wall time
    through gunicorn with one client, both beside the no-op GET /healthz
    measured the same way in the same run, and the SQL statements Django
-   sends for a repeat and for a new incident through its cursors (the
-   connection health check's ``SELECT 1``, ``BEGIN`` and ``COMMIT`` are sent
-   outside them and not counted: one more each per transaction).
+   sends for a repeat and for a new incident (the key look-up included;
+   ``BEGIN``, ``COMMIT`` and savepoints not), with the transactions each
+   opens (a statement outside one is its own, autocommitted).
 
     python -m triage.devstack bench bench/ingest.py
 """
@@ -339,17 +339,23 @@ def _cpu_ms(app: Any, make: Callable[[], dict[str, Any]], expect: int) -> float:
     return (time.process_time() - started) / SERIAL * 1000
 
 
-def _statements(app: Any, environ: dict[str, Any]) -> int:
+def _statements(app: Any, environ: dict[str, Any]) -> tuple[int, int]:
+    """(SQL statements, transactions) of one request. Django logs ``BEGIN``
+    and ``COMMIT`` beside the statements; they are counted apart."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as queries:
         _call(app, environ, 202)
-    return len(queries.captured_queries)
+    sent = [query["sql"].strip().upper() for query in queries.captured_queries]
+    control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+    statements = [sql for sql in sent if not sql.startswith(control)]
+    return len(statements), sent.count("BEGIN")
 
 
-def in_process(key: str) -> tuple[float, float, int, int]:
-    """(CPU ms per repeat, CPU ms per no-op, statements per repeat, per new incident)."""
+def in_process(key: str) -> tuple[float, float, tuple[int, int], tuple[int, int]]:
+    """(CPU ms per repeat, CPU ms per no-op, (statements, transactions) per
+    repeat and per new incident)."""
     from django.core.handlers.wsgi import WSGIHandler
 
     app = WSGIHandler()
@@ -428,8 +434,24 @@ def run() -> list[Figure]:
         Figure("Events v2 repeat: serial wall per request (1 client)", wall_repeat, "ms", "-"),
         Figure("no-op GET /healthz: serial wall per request", wall_noop, "ms", "-"),
         Figure("Events v2 repeat: serial wall / no-op wall", ratio, "x", "<= 5 x", ratio <= 5),
-        Figure("SQL statements per repeat (key look-up included)", repeat_statements, "", "-"),
-        Figure("SQL statements per new incident (key look-up included)", new_statements, "", "-"),
+        Figure(
+            "SQL statements per repeat (key look-up included)",
+            repeat_statements[0],
+            "",
+            "1 + key look-up",
+            repeat_statements[0] <= 2,
+        ),
+        Figure("transactions (BEGIN ... COMMIT) per repeat", repeat_statements[1], "", "0"),
+        Figure(
+            "SQL statements per new incident (key look-up included)", new_statements[0], "", "-"
+        ),
+        Figure(
+            "transactions (BEGIN ... COMMIT) per new incident",
+            new_statements[1],
+            "",
+            "<= 1",
+            new_statements[1] <= 1,
+        ),
         Figure(f"pgbench: incident + timeline row ({CLIENTS} clients)", raw, "tx/s", "-"),
         Figure(
             f"Events v2 trigger, max ({CLIENTS} clients, half new keys)", maximum, "events/s", "-"

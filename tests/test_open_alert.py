@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from redis import Redis
@@ -31,6 +32,7 @@ from incidents.models import (
 )
 from integrations.keys import NewKey
 from tests.integration_factories import integration, trigger
+from tests.test_hotpath import _blocked_on_lock
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=5)
@@ -312,3 +314,38 @@ def test_concurrent_new_alerts_at_the_threshold_open_exactly_one_storm(redis: Re
     assert Incident.objects.filter(is_storm=False).count() == 5
     assert Incident.objects.filter(is_storm=True).count() == 1
     assert StormAlert.objects.count() == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_storm_repeat_racing_the_alerts_resolve_counts_nothing(redis: Redis) -> None:
+    service = _service("new", threshold=1)
+    _new(service, "a")
+    storm = Incident.objects.get(pk=_new(service, "b"))
+    results: list[object] = []
+
+    def repeat() -> None:
+        try:
+            results.append(_sql_storm_repeat(service, "b"))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=repeat)
+    with transaction.atomic():
+        StormAlert.objects.select_for_update().get(storm=storm, dedup_key="b")
+        storms.resolve_alerts(storm, ["b"], now=NOW)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not _blocked_on_lock():
+            assert time.monotonic() < deadline, "the repeat never waited for the resolve"
+    thread.join(30)
+    # Once the resolve committed the alert no longer fires: nothing counted,
+    # and the caller takes the full path (open_alert), as after storms.repeat.
+    assert results == [None]
+    alert = StormAlert.objects.get(storm=storm, dedup_key="b")
+    assert (alert.status, alert.count) == (StormAlertStatus.RESOLVED, 1)
+
+
+def _sql_storm_repeat(service: Service, key: str) -> int | None:
+    return services.repeat_alert(
+        service=service, dedup_key=key, title="x", source=Source.EVENTS_V2, data={}, now=LATER
+    )
