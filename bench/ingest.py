@@ -14,8 +14,9 @@
 4. Latency at about half the maximum throughput: the same mix sent on a fixed
    schedule (open loop); latency counts from the scheduled send time, so
    queueing behind a slow request is included.
-5. One repeat, alone: the CPU Python spends on it in this process (Django's
-   WSGI handler called directly, every middleware, no HTTP), its wall time
+5. One repeat, alone: the CPU Python spends on it (and on a new incident)
+   in this process (Django's WSGI handler called directly, every
+   middleware, no HTTP), its wall time
    through gunicorn with one client, both beside the no-op GET /healthz
    measured the same way in the same run, and the SQL statements Django
    sends for a repeat and for a new incident (the key look-up included;
@@ -353,9 +354,9 @@ def _statements(app: Any, environ: dict[str, Any]) -> tuple[int, int]:
     return len(statements), sent.count("BEGIN")
 
 
-def in_process(key: str) -> tuple[float, float, tuple[int, int], tuple[int, int]]:
-    """(CPU ms per repeat, CPU ms per no-op, (statements, transactions) per
-    repeat and per new incident)."""
+def in_process(key: str) -> tuple[float, float, float, tuple[int, int], tuple[int, int]]:
+    """(CPU ms per repeat, per no-op, per new incident, (statements,
+    transactions) per repeat and per new incident)."""
     from django.core.handlers.wsgi import WSGIHandler
 
     app = WSGIHandler()
@@ -363,9 +364,10 @@ def in_process(key: str) -> tuple[float, float, tuple[int, int], tuple[int, int]
     _call(app, _environ("POST", path, _event(key, "serial")), 202)  # opens it
     repeat = _cpu_ms(app, lambda: _environ("POST", path, _event(key, "serial")), 202)
     noop = _cpu_ms(app, lambda: _environ("GET", "/healthz"), 200)
+    new = _cpu_ms(app, lambda: _environ("POST", path, _event(key, uuid.uuid4().hex)), 202)
     repeat_statements = _statements(app, _environ("POST", path, _event(key, "serial")))
     new_statements = _statements(app, _environ("POST", path, _event(key, uuid.uuid4().hex)))
-    return repeat, noop, repeat_statements, new_statements
+    return repeat, noop, new, repeat_statements, new_statements
 
 
 def serial_wall_ms(base: str, key: str) -> tuple[float, float]:
@@ -402,7 +404,7 @@ def serial_wall_ms(base: str, key: str) -> tuple[float, float]:
 
 def run() -> list[Figure]:
     service_id, key = setup()
-    cpu_repeat, cpu_noop, repeat_statements, new_statements = in_process(key)
+    cpu_repeat, cpu_noop, cpu_new, repeat_statements, new_statements = in_process(key)
     raw = raw_rate(service_id, CLIENTS, SECONDS)
     process, base = start_gunicorn(workers=WORKERS, threads=THREADS)
     try:
@@ -431,6 +433,7 @@ def run() -> list[Figure]:
             cpu_repeat <= 1.0,
         ),
         Figure("no-op GET /healthz: in-process CPU per request", cpu_noop, "ms", "-"),
+        Figure("Events v2 new incident: in-process CPU per request", cpu_new, "ms", "-"),
         Figure("Events v2 repeat: serial wall per request (1 client)", wall_repeat, "ms", "-"),
         Figure("no-op GET /healthz: serial wall per request", wall_noop, "ms", "-"),
         Figure("Events v2 repeat: serial wall / no-op wall", ratio, "x", "<= 5 x", ratio <= 5),
