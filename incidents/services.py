@@ -287,14 +287,20 @@ def _open_or_join_storm(request: _Request) -> Opened:
     """A new monitored alert: its own incident while the service is under its
     storm threshold, else it joins the service's storm (incidents.storms).
 
-    A repeat of an alert firing in the storm is counted without the service's
-    lock. Anything else is decided under it: first look again for an open
-    incident with the key (one that held the lock before this request may
-    have opened it), then count. So an alert never lives in both an incident
-    and the storm, and the threshold is never overshot.
+    Once the storm is storming, a trigger joins it without the service's
+    lock (``storms.join_storming``: a repeat, or a new alert). Anything else
+    is decided under it: first look again for an open incident with the key
+    (one that held the lock before this request may have opened it), then
+    count. So an alert never lives in both an incident and the storm, and the
+    threshold is never overshot.
     """
     if not request.idempotency_key:
-        storm = storms.repeat(request.service, request.dedup_key, now=request.now)
+        try:
+            storm = storms.join_storming(
+                request.service, _alerted(request, request.source), now=request.now
+            )
+        except storms.IncidentOpenedMeanwhile as exc:
+            raise _LostRace(str(exc)) from exc
         if storm is not None:
             return Opened(storm, created=False, deduplicated=True)
     storms.lock_service(request.service)
