@@ -136,13 +136,19 @@ RETURNING a.id
 """
 
 
-def lock_storming(*, service_id: int, dedup_key: str, since: datetime) -> Incident | None:
+def lock_storming(
+    *, service_id: int, dedup_key: str, since: datetime
+) -> tuple[Incident, bool] | None:
     """The service's open storm, its row locked FOR KEY SHARE until the
     transaction ends, if ``dedup_key`` fires in it or a new alert joined it
-    after ``since``; else None (nothing locked). The incident carries
-    ``key_listed``: whether the key has a row in it already (any status)."""
+    after ``since``, and whether the key has a row in it already (any
+    status); else None (nothing locked)."""
     found = list(Incident.objects.raw(_LOCK_STORM, [dedup_key, service_id, dedup_key, since]))
-    return found[0] if found else None
+    if not found:
+        return None
+    storm = found[0]
+    # raw() sets the columns that are not fields as plain attributes.
+    return storm, bool(vars(storm)["key_listed"])
 
 
 def join_storm(

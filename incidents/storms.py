@@ -282,8 +282,8 @@ def join_storming(service: Service, alert: Alerted, *, now: datetime) -> Inciden
     storm is quiet and the key does not fire in it); raises
     ``IncidentOpenedMeanwhile`` when the key turned out to have an open
     incident of its own (the caller calls it only after looking for one, so
-    that one opened meanwhile). Two statements (``incidents.hotpath``, which says
-    why no race can break the threshold or lose an alert); the storm's row
+    that one opened meanwhile). Two statements (``incidents.hotpath``, which
+    says why no race can break the threshold or lose an alert); the storm's row
     stays share-locked until the transaction ends, so a resolve or split of
     the storm waits for this alert instead of missing it.
 
@@ -292,11 +292,12 @@ def join_storming(service: Service, alert: Alerted, *, now: datetime) -> Inciden
     quiet one, needs the exact count of recent incidents: that stays with
     ``lock_service`` + ``room``.
     """
-    storm = hotpath.lock_storming(
+    locked = hotpath.lock_storming(
         service_id=service.pk, dedup_key=alert.dedup_key, since=now - limits(service).quiet
     )
-    if storm is None:
+    if locked is None:
         return None
+    storm, listed = locked
     joined = hotpath.join_storm(
         storm_id=storm.pk,
         service_id=service.pk,
@@ -311,7 +312,7 @@ def join_storming(service: Service, alert: Alerted, *, now: datetime) -> Inciden
         raise IncidentOpenedMeanwhile(f"{alert.dedup_key!r} has an incident of its own now")
     storm.service = service
     _raise_severity_shared(storm, alert.severity)
-    if not storm.key_listed:  # type: ignore[attr-defined]  # from lock_storming's SELECT
+    if not listed:
         after_commit(readmodel.bump_throttled, f"storm:{storm.pk}", DASHBOARD_REFRESH_SECONDS)
     return storm
 
