@@ -8,10 +8,14 @@ on one service, and the dashboard while it pours in.
    figures are the latency p99 and how many incidents the service opened
    (its first 20 alerts, then one "Alert storm" incident for the rest).
 2. The team during a storm: the same storm on a second service, sent on a
-   fixed schedule at half the rate phase 1 reached (open loop: latency from
-   the scheduled send time), while one signed-in responder loads the
-   dashboard (`GET /`, the whole page) back to back. The figure is the
-   dashboard's p99, beside the no-op `GET /healthz` sent the same way.
+   fixed schedule at half the rate phase 1 reached, or at BENCH_STORM_RATE
+   events/s (open loop: latency from the scheduled send time), while one
+   signed-in responder loads the dashboard (`GET /`, the whole page) back
+   to back. The figure is the dashboard's p99, beside the no-op
+   `GET /healthz` sent the same way.
+3. What one trigger of a storm costs, in this process (no server, no
+   client): statements and CPU per request for a repeat of an alert in the
+   storm and for a new alert joining it, beside the no-op `GET /healthz`.
 
     python -m triage.devstack bench bench/storm.py
 """
@@ -29,11 +33,18 @@ from urllib.parse import urlsplit
 
 from common import Figure, percentile, print_table, setup_django, start_gunicorn, stop
 
+# The in-process request helpers of the ingest benchmark (a WSGI environ, one
+# call, an Events v2 body), so both measure a request the same way.
+from ingest import _call, _environ, _event
+
 CLIENTS = 8
 # The issue's storm; BENCH_STORM_TRIGGERS / BENCH_STORM_KEYS scale it down
 # (same five triggers a key) when the machine is too busy to send it all.
 TRIGGERS = int(os.environ.get("BENCH_STORM_TRIGGERS", "10000"))
 KEYS = int(os.environ.get("BENCH_STORM_KEYS", str(TRIGGERS // 5)))
+# Phase 2's rate, events/s; unset: half of what phase 1 reached. Set it to
+# compare two versions at the same load (phase 1's maximum differs).
+RATE = float(os.environ.get("BENCH_STORM_RATE", "0"))
 
 
 def _events(seed: int) -> list[str]:
@@ -137,6 +148,48 @@ def poll(base: str, cookie: str, done: threading.Event) -> dict[str, list[float]
     return samples
 
 
+IN_PROCESS = 300  # requests per in-process figure
+
+
+def _cost(app: Any, environs: Any, expect: int) -> tuple[float, float]:
+    """(statements, CPU ms) per request over IN_PROCESS requests."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    started = time.process_time()
+    for _ in range(IN_PROCESS):
+        _call(app, next(environs), expect)
+    cpu = (time.process_time() - started) / IN_PROCESS * 1000
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(10):
+            _call(app, next(environs), expect)
+    return len(queries.captured_queries) / 10, cpu
+
+
+def in_process(key: str) -> dict[str, tuple[float, float]]:
+    """Statements and CPU ms per request, on a service already in a storm."""
+    from itertools import count
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    app = WSGIHandler()
+    path = "/integrations/v2/enqueue"
+
+    def triggers(make_key: Any) -> Any:
+        for n in count():
+            yield _environ("POST", path, _event(key, make_key(n)))
+
+    for n in range(25):  # 20 incidents of their own, then the storm
+        _call(app, _environ("POST", path, _event(key, f"opening-{n}")), 202)
+    for _ in range(50):  # warm-up
+        _call(app, _environ("POST", path, _event(key, "opening-24")), 202)
+    return {
+        "repeat": _cost(app, triggers(lambda n: "opening-24"), 202),
+        "new": _cost(app, triggers(lambda n: f"joining-{n}"), 202),
+        "noop": _cost(app, (_environ("GET", "/healthz") for _ in count()), 200),
+    }
+
+
 def run() -> list[Figure]:
     setup_django()
     from incidents.models import Incident
@@ -144,6 +197,7 @@ def run() -> list[Figure]:
     first, first_key = setup("bench-storm-1")
     second, second_key = setup("bench-storm-2")
     cookie = _session()
+    cost = in_process(setup("bench-storm-0")[1])
     process, base = start_gunicorn()
     try:
         latencies, maximum = storm(base, first_key, None)
@@ -151,7 +205,7 @@ def run() -> list[Figure]:
         polled: dict[str, list[float]] = {}
         poller = threading.Thread(target=lambda: polled.update(poll(base, cookie, done)))
         poller.start()
-        during, achieved = storm(base, second_key, maximum / 2)
+        during, achieved = storm(base, second_key, RATE or maximum / 2)
         done.set()
         poller.join()
     finally:
@@ -159,16 +213,20 @@ def run() -> list[Figure]:
     opened = Incident.objects.filter(service=first).count()
     opened_second = Incident.objects.filter(service=second).count()
     p99 = percentile(latencies, 99) * 1000
+    dash_p50 = percentile(polled["/"], 50) * 1000
     dash = percentile(polled["/"], 99) * 1000
     noop = percentile(polled["/healthz"], 99) * 1000
     return [
         Figure(f"storm: {TRIGGERS:,} triggers, {KEYS:,} keys, max rate", maximum, "events/s", "-"),
+        Figure(
+            "storm: trigger latency p50 at max rate", percentile(latencies, 50) * 1000, "ms", "-"
+        ),
         Figure("storm: trigger latency p99 at max rate", p99, "ms", "<= 100 ms", p99 <= 100),
         Figure(
             "storm: incidents opened (20 + the storm)", opened, "incidents", "<= 21", opened <= 21
         ),
         Figure(
-            f"storm at {achieved:,.0f} events/s (half max): trigger p99",
+            f"storm at {achieved:,.0f} events/s ({'set' if RATE else 'half max'}): trigger p99",
             percentile(during, 99) * 1000,
             "ms",
             "-",
@@ -187,7 +245,13 @@ def run() -> list[Figure]:
             "<= 50 ms",
             dash <= 50,
         ),
+        Figure("dashboard GET / p50 during it", dash_p50, "ms", "-"),
         Figure("no-op GET /healthz p99 during it", noop, "ms", "-"),
+        Figure("in-process: storm repeat, statements", cost["repeat"][0], "statements", "-"),
+        Figure("in-process: storm repeat, CPU", cost["repeat"][1], "ms", "-"),
+        Figure("in-process: new alert joining, statements", cost["new"][0], "statements", "-"),
+        Figure("in-process: new alert joining, CPU", cost["new"][1], "ms", "-"),
+        Figure("in-process: no-op GET /healthz, CPU", cost["noop"][1], "ms", "-"),
     ]
 
 

@@ -11,10 +11,15 @@ has an open incident) as one autocommit statement. The ORM path
 ~2.5 ms of Python, most of it spent building SQL while the incident's row is
 locked; this takes one round trip and no Python inside the lock. For
 monitored sources the same statement also counts a trigger of an alert that
-fires in the service's open storm (what ``incidents.storms.repeat`` does in
-two statements), so during a storm a repeat is one statement too, and a new
-alert's transaction need not look for either again before the service's
-lock.
+fires in the service's open storm (what ``incidents.storms.join`` does for a
+key already listed, in one statement), so during a storm a repeat is one
+statement too, and a new alert's transaction need not look for either again
+before the service's lock.
+
+``lock_storming`` + ``join_storm``: a new alert joining an alert storm that
+is storming (``incidents.storms.join_storming``), two statements that share
+the storm's row instead of queueing on the service's lock; held equal to
+``storms.join`` by ``tests/test_storms.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+
+from incidents.models import Incident
 
 # Why this is exactly-once and race-free without a transaction of ours:
 # - The CTE locks the open incident's row (FOR UPDATE) and the INSERT adds its
@@ -65,13 +72,14 @@ RETURNING incident_id
 #   row; a concurrent ``storms.join`` or resolve that holds it first makes it
 #   wait, then PostgreSQL re-checks the WHERE on the new row version: an
 #   alert resolved or split meanwhile is no longer firing and is not counted
-#   (the caller then takes the full path, as after ``storms.repeat``).
+#   (the caller then takes the full path, ``open_alert``).
 # - At most one storm per service is open (``incident_one_open_storm_per_
 #   service``) and it lists a key once (``storm_alert_one_per_key``): at most
 #   one row is updated.
-# - The storm incident's row is not locked, as ``storms.repeat`` does not lock
-#   it (the lock order of ``incidents.storms``: a repeat locks one storm alert
-#   row and nothing else).
+# - The storm incident's row is not locked: a repeat locks one storm alert
+#   row and nothing else, so it keeps the lock order of ``incidents.storms``
+#   (service, incidents, storm, alerts) and cannot deadlock with a join,
+#   a resolve or a split.
 _REPEAT_OR_STORM = """
 WITH target AS (
     SELECT id FROM incidents_incident
@@ -123,3 +131,103 @@ def record_repeat(
         cursor.execute(_REPEAT_OR_STORM if storms else _REPEAT, params)
         row = cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+# --- An alert storm's new alerts and repeats (incidents.storms) ---------------
+#
+# ``storms.join_storming``: a trigger for the service's open storm, once the
+# storm is storming (new alerts join it), without the service's row lock. The
+# ORM path (``storms.lock_service`` + ``storms.room`` + ``storms.join``) takes
+# the service's lock and the storm's row lock (FOR UPDATE) for about eight
+# round trips, so every new alert of a storm queued behind the one before it.
+# These two statements take neither: only a FOR KEY SHARE lock on the storm's
+# row, which joiners share with each other and which the storm's writers that
+# matter (a resolve, a split, the ORM path's ``room``: all ``FOR UPDATE``) wait
+# for, and which waits for them.
+#
+# Why that keeps every rule of the ORM path (tests/test_storms.py holds the
+# rows equal, and the races):
+# - Exact threshold: these statements never open an incident; opening one is
+#   decided only under the service's lock, as before.
+# - A resolve or split of the storm (FOR UPDATE on its row) committed before
+#   ``_LOCK_STORM`` is granted: the WHERE is re-checked on the new row version
+#   (READ COMMITTED's re-check for locking reads), the storm no longer open,
+#   no row comes back and the caller takes the ORM path. One that comes after
+#   waits until this transaction commits, and sees the alert.
+# - An alert never lives in an incident of its own and the storm at once:
+#   ``_JOIN_STORM`` is a new statement, so its snapshot is taken after the
+#   lock was granted. An incident for the key opened by a transaction that
+#   held the storm's row first (the ORM path's ``room``, a split) has
+#   committed by then and is seen by the NOT EXISTS: nothing is written and
+#   the caller takes the ORM path, which joins that incident. One that starts
+#   later must lock the storm's row FOR UPDATE first, waits for this
+#   transaction, and then finds the key firing in the storm.
+# - The count loses no increment and two joiners of one new key cannot both
+#   insert: ON CONFLICT on the (storm, dedup key) unique index waits for the
+#   other insert and then adds one to the committed row.
+_LOCK_STORM = """
+SELECT i.*,
+       EXISTS (SELECT 1 FROM incidents_stormalert k
+               WHERE k.storm_id = i.id AND k.dedup_key = %s) AS key_listed
+FROM incidents_incident i
+WHERE i.service_id = %s AND i.is_storm AND i.status IN ('triggered', 'acknowledged')
+  AND (EXISTS (SELECT 1 FROM incidents_stormalert f
+               WHERE f.storm_id = i.id AND f.dedup_key = %s AND f.status = 'firing')
+       OR EXISTS (SELECT 1 FROM incidents_stormalert n
+                  WHERE n.storm_id = i.id AND n.first_seen_at > %s))
+FOR KEY SHARE OF i
+"""
+
+_JOIN_STORM = """
+INSERT INTO incidents_stormalert AS a
+    (storm_id, dedup_key, name, severity, source, details, status, count,
+     first_seen_at, last_seen_at, resolved_at, split_into_id)
+SELECT %s, %s, %s, %s, %s, %s, 'firing', 1, %s, %s, NULL, NULL
+WHERE NOT EXISTS (
+    SELECT 1 FROM incidents_incident o
+    WHERE o.service_id = %s AND o.dedup_key = %s AND o.dedup_key <> ''
+      AND o.status IN ('triggered', 'acknowledged')
+)
+ON CONFLICT (storm_id, dedup_key) DO UPDATE
+SET count = a.count + 1, last_seen_at = EXCLUDED.last_seen_at, status = 'firing',
+    resolved_at = NULL, split_into_id = NULL
+RETURNING a.id
+"""
+
+
+def lock_storming(
+    *, service_id: int, dedup_key: str, since: datetime
+) -> tuple[Incident, bool] | None:
+    """The service's open storm, its row locked FOR KEY SHARE until the
+    transaction ends, if ``dedup_key`` fires in it or a new alert joined it
+    after ``since``, and whether the key has a row in it already (any
+    status); else None (nothing locked)."""
+    found = list(Incident.objects.raw(_LOCK_STORM, [dedup_key, service_id, dedup_key, since]))
+    if not found:
+        return None
+    storm = found[0]
+    # raw() sets the columns that are not fields as plain attributes.
+    return storm, bool(vars(storm)["key_listed"])
+
+
+def join_storm(
+    *,
+    storm_id: int,
+    service_id: int,
+    dedup_key: str,
+    name: str,
+    severity: str,
+    source: str,
+    details: str,
+    now: datetime,
+) -> bool:
+    """Count one trigger of ``dedup_key`` on the storm ``storm_id`` (locked by
+    ``lock_storming`` in this transaction): a new row, or one more on its row
+    (firing again). False, with nothing written, when an open incident of the
+    service has the key."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _JOIN_STORM,
+            [storm_id, dedup_key, name, severity, source, details, now, now, service_id, dedup_key],
+        )
+        return cursor.fetchone() is not None

@@ -108,8 +108,9 @@ def _lost_race_on_unique_violation() -> Iterator[None]:
 Result = TypeVar("Result")
 
 
-def _retry_once_on_lost_race(attempt: Callable[[], Result]) -> Result:
-    """``attempt()`` in a transaction, and once more if it lost a race.
+def _retry_once_on_lost_race(attempt: Callable[[bool], Result]) -> Result:
+    """``attempt(False)`` in a transaction, and ``attempt(True)`` once more
+    if it lost a race (a retry may skip a shortcut that lost).
 
     Why once is enough: the loser's insert waited on the unique index until
     the winner committed, so in its second transaction the winner's row is
@@ -120,11 +121,11 @@ def _retry_once_on_lost_race(attempt: Callable[[], Result]) -> Result:
     """
     try:
         with transaction.atomic():
-            return attempt()
+            return attempt(False)
     except _LostRace:
         pass
     with transaction.atomic():
-        return attempt()
+        return attempt(True)
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,8 @@ def repeat_alert(
     open incident on ``service``, written in one statement
     (``incidents.hotpath.record_repeat``). For monitored sources
     (``storms.MANAGED_SOURCES``) the same statement otherwise counts a
-    trigger of the key firing in the service's storm, as ``storms.repeat``
-    does. Returns the incident's (or storm's) id, or None when neither
+    trigger of the key firing in the service's storm, as ``storms.join``
+    does for a key it lists. Returns the incident's (or storm's) id, or None when neither
     matched: then nothing was written and the caller opens one with
     ``open_alert``, which settles the races of a new incident.
 
@@ -303,11 +304,26 @@ def open_alert(
             service=service, title=title, severity=severity, details=details, dedup_key=dedup_key
         ),
     )
-    return _retry_once_on_lost_race(lambda: _open_alert(request))
+    return _retry_once_on_lost_race(lambda retrying: _open_alert(request, retrying=retrying))
 
 
-def _open_alert(request: _Request) -> Landed:
+def _open_alert(request: _Request, *, retrying: bool) -> Landed:
     managed = request.source in storms.MANAGED_SOURCES
+    if managed and not retrying:
+        # A storm that is storming is joined without the service's lock
+        # (``storms.join_storming``). If the key has an incident of its own
+        # now, one opened since ``repeat_alert`` looked: roll back (the
+        # storm's share lock must not be held while waiting for the
+        # service's lock, which comes first in the lock order) and try again
+        # under the service's lock, where the repeat statement joins it.
+        try:
+            storm = storms.join_storming(
+                request.service, _alerted(request, request.source), now=request.now
+            )
+        except storms.IncidentOpenedMeanwhile as exc:
+            raise _LostRace(str(exc)) from exc
+        if storm is not None:
+            return Landed(storm.pk, created=False)
     if managed:
         storms.lock_service(request.service)
     joined = repeat_alert(
@@ -381,14 +397,20 @@ def _open_or_join_storm(request: _Request) -> Opened:
     """A new monitored alert: its own incident while the service is under its
     storm threshold, else it joins the service's storm (incidents.storms).
 
-    A repeat of an alert firing in the storm is counted without the service's
-    lock. Anything else is decided under it: first look again for an open
-    incident with the key (one that held the lock before this request may
-    have opened it), then count. So an alert never lives in both an incident
-    and the storm, and the threshold is never overshot.
+    Once the storm is storming, a trigger joins it without the service's
+    lock (``storms.join_storming``: a repeat, or a new alert). Anything else
+    is decided under it: first look again for an open incident with the key
+    (one that held the lock before this request may have opened it), then
+    count. So an alert never lives in both an incident and the storm, and the
+    threshold is never overshot.
     """
     if not request.idempotency_key:
-        storm = storms.repeat(request.service, request.dedup_key, now=request.now)
+        try:
+            storm = storms.join_storming(
+                request.service, _alerted(request, request.source), now=request.now
+            )
+        except storms.IncidentOpenedMeanwhile as exc:
+            raise _LostRace(str(exc)) from exc
         if storm is not None:
             return Opened(storm, created=False, deduplicated=True)
     storms.lock_service(request.service)
@@ -460,7 +482,7 @@ def open_incident(
             service=service, title=title, severity=severity, details=details, dedup_key=dedup_key
         ),
     )
-    return _retry_once_on_lost_race(lambda: _open(request))
+    return _retry_once_on_lost_race(lambda retrying: _open(request))
 
 
 # --- many alerts at once (a large Alertmanager notification) ------------------

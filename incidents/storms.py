@@ -14,20 +14,31 @@ incidents by hand, problem reports and heartbeats are never folded into a
 storm, and a responder splitting an alert out opens its incident directly.
 
 Concurrency, and why the threshold cannot be overshot: every decision to open
-a new monitored incident or to join a storm is taken holding the service's
-row lock (``lock_service``, ``SELECT … FOR NO KEY UPDATE``, held until the
-transaction commits). The count of recent incidents and the look-up of the
-open storm run after the lock is granted; under READ COMMITTED each statement
-sees everything the previous holder committed, so the 20th and 21st alert of a
-window are counted one after the other, never both against 19. The NO KEY
-lock does not conflict with the KEY SHARE lock an INSERT of an incident takes
-on its service, so inserting incidents elsewhere never waits for it.
+a new monitored incident, to open a storm, or to join a storm that is not
+storming any more (quiet, but the rate is over the threshold again) is taken
+holding the service's row lock (``lock_service``, ``SELECT … FOR NO KEY
+UPDATE``, held until the transaction commits). The count of recent incidents
+and the look-up of the open storm run after the lock is granted; under READ
+COMMITTED each statement sees everything the previous holder committed, so the
+20th and 21st alert of a window are counted one after the other, never both
+against 19. The NO KEY lock does not conflict with the KEY SHARE lock an
+INSERT of an incident takes on its service, so inserting incidents elsewhere
+never waits for it.
+
+Joining a storm that is storming needs no count: the storm exists, and a
+join opens no incident. So those triggers (nearly all of a storm: its new
+alerts and their repeats) take ``join_storming``'s way, which shares the
+storm's row (FOR KEY SHARE) instead of queueing on the service's lock; the
+lock-holding paths above, resolves and splits lock the storm's row FOR UPDATE
+and so wait for joiners in flight, and joiners wait for them
+(``incidents.hotpath`` says why no alert is lost or homed twice).
 
 Lock order, which makes the paths deadlock-free: service row → open incident
 rows (sorted by id) → storm incident row → storm alert rows. A resolve or a
 split starts at the storm incident row and never asks for the service's. A
-repeat of an alert already firing in the storm (``repeat``) locks one storm
-alert row and nothing else.
+joiner (``join_storming``) starts at the storm's row and takes one storm alert
+row after it; when it finds the key has an incident of its own it does not go
+on to the service's lock but rolls back (``IncidentOpenedMeanwhile``).
 
 This module writes storm rows only; ``incidents.services`` calls it from the
 new-incident path and owns resolving and splitting.
@@ -43,8 +54,9 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, F, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from incidents import hooks
+from incidents import hooks, hotpath
 from incidents.models import (
     OPEN_STATUSES,
     EventKind,
@@ -256,30 +268,68 @@ def _raise_severity(storm: Incident, severities: Sequence[str]) -> None:
         readmodel.bump_after_commit()
 
 
-def repeat(service: Service, dedup_key: str, *, now: datetime) -> Incident | None:
-    """A trigger for a key already firing in the service's open storm: count it
-    (one UPDATE, locking that alert's row only) and return the storm.
+class IncidentOpenedMeanwhile(Exception):
+    """An incident of its own for the key opened while ``join_storming`` waited
+    for the storm's row: the caller rolls back (releasing the storm's row, to
+    keep the lock order) and starts again, finding that incident."""
 
-    A resolve of the alert or of the storm that committed first leaves the
-    row not firing, so this matches nothing and the caller takes the full
-    path under the service's lock.
+
+def join_storming(service: Service, alert: Alerted, *, now: datetime) -> Incident | None:
+    """A trigger that joins the service's open storm without the service's
+    lock: a repeat of an alert firing in it, or a new alert (or one firing
+    again) while the storm is storming. Returns the storm, or None when the
+    trigger must be decided under the service's lock (no open storm, or the
+    storm is quiet and the key does not fire in it); raises
+    ``IncidentOpenedMeanwhile`` when the key turned out to have an open
+    incident of its own (the caller calls it only after looking for one, so
+    that one opened meanwhile). Two statements (``incidents.hotpath``, which
+    says why no race can break the threshold or lose an alert); the storm's row
+    stays share-locked until the transaction ends, so a resolve or split of
+    the storm waits for this alert instead of missing it.
+
+    This is ``room``'s first case (open and storming: every key joins) taken
+    without the service's lock. Only the move *into* a storm, or out of a
+    quiet one, needs the exact count of recent incidents: that stays with
+    ``lock_service`` + ``room``.
     """
-    found = (
-        StormAlert.objects.select_for_update(of=("self",))
-        .select_related("storm")
-        .filter(
-            storm__service=service,
-            storm__is_storm=True,
-            storm__status__in=OPEN_STATUSES,
-            dedup_key=dedup_key,
-            status=StormAlertStatus.FIRING,
-        )
-        .first()
+    locked = hotpath.lock_storming(
+        service_id=service.pk, dedup_key=alert.dedup_key, since=now - limits(service).quiet
     )
-    if found is None:
+    if locked is None:
         return None
-    StormAlert.objects.filter(pk=found.pk).update(count=F("count") + 1, last_seen_at=now)
-    return found.storm
+    storm, listed = locked
+    joined = hotpath.join_storm(
+        storm_id=storm.pk,
+        service_id=service.pk,
+        dedup_key=alert.dedup_key,
+        name=alert.title,
+        severity=alert.severity,
+        source=alert.source,
+        details=alert.details,
+        now=now,
+    )
+    if not joined:
+        raise IncidentOpenedMeanwhile(f"{alert.dedup_key!r} has an incident of its own now")
+    storm.service = service
+    _raise_severity_shared(storm, alert.severity)
+    if not listed:
+        after_commit(readmodel.bump_throttled, f"storm:{storm.pk}", DASHBOARD_REFRESH_SECONDS)
+    return storm
+
+
+def _raise_severity_shared(storm: Incident, severity: str) -> None:
+    """``_raise_severity`` for joiners that share the storm's row: a
+    conditional UPDATE, re-checked by PostgreSQL on the row it waited for, so
+    a concurrent joiner's more severe value is never overwritten by a lesser
+    one."""
+    if Severity.rank(severity) >= Severity.rank(storm.severity):
+        return
+    milder = [value for value in Severity.values if Severity.rank(value) > Severity.rank(severity)]
+    if Incident.objects.filter(pk=storm.pk, severity__in=milder).update(
+        severity=severity, updated_at=timezone.now()
+    ):
+        storm.severity = severity
+        readmodel.bump_after_commit()
 
 
 def resolve_alerts(storm: Incident, keys: Sequence[str] | None, *, now: datetime) -> int:

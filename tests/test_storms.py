@@ -5,19 +5,29 @@ paged once, resolved with its alerts, split out by a responder."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 from redis import Redis
 from time_machine import TimeMachineFixture
 
+from incidents import hotpath, storms
 from incidents import services as incident_services
-from incidents.models import EventKind, Incident, Service, Status, StormAlert, StormAlertStatus
+from incidents.models import (
+    OPEN_STATUSES,
+    EventKind,
+    Incident,
+    Service,
+    Status,
+    StormAlert,
+    StormAlertStatus,
+)
 from incidents.services import Opened
 from integrations import services
 from integrations.keys import NewKey
@@ -385,3 +395,215 @@ def test_the_bulk_path_matches_one_alert_at_a_time(client: Client, web: Service)
 
 def parsed(*alerts: dict[str, Any]) -> Any:
     return parse_alertmanager(am_notification(*alerts), need_group_key=True)
+
+
+# --- joining a storm that is storming: no service lock ------------------------
+
+
+def _alert(key: str, severity: str = "error", title: str = "Disk full") -> storms.Alerted:
+    return storms.Alerted(
+        dedup_key=key, title=title, severity=severity, details="on db1", source="events_v2"
+    )
+
+
+def _storming(service: Service, now: Any) -> Incident:
+    """An open storm on ``service`` (threshold 1): "own" has its own incident,
+    "first" is the storm's first alert."""
+    service.storm_threshold = 1
+    service.save()
+    for key in ("own", "first"):
+        incident_services.open_incident(
+            service=service,
+            title="Disk full",
+            severity="warning",
+            source="events_v2",
+            dedup_key=key,
+            now=now,
+        )
+    return Incident.objects.get(service=service, is_storm=True)
+
+
+def _storm_rows(storm: Incident) -> list[dict[str, Any]]:
+    return [
+        {
+            field.name: getattr(row, field.attname)
+            for field in StormAlert._meta.concrete_fields
+            if field.name not in {"id", "storm"}
+        }
+        for row in StormAlert.objects.filter(storm=storm).order_by("dedup_key")
+    ]
+
+
+def test_a_storms_triggers_write_the_rows_the_locked_path_writes(redis: Redis) -> None:
+    """incidents.hotpath's storm statements against storms.join (the ORM path
+    under the locks): a new alert, a repeat, an alert firing again after its
+    resolve, and a more severe alert raising the storm's severity."""
+    now = timezone.now()
+    fast = _storming(Service.objects.create(name="Fast", slug="fast"), now)
+    locked = _storming(Service.objects.create(name="Locked", slug="locked"), now)
+    steps: list[tuple[str, storms.Alerted]] = [
+        ("join", _alert("new")),
+        ("join", _alert("new", title="Disk full again")),
+        ("join", _alert("first")),
+        ("resolve", _alert("new")),
+        ("join", _alert("new", severity="critical")),
+        ("join", _alert("later", severity="info")),
+    ]
+    for n, (step, alert) in enumerate(steps, start=1):
+        at = now + timedelta(seconds=n)
+        if step == "resolve":
+            for storm in (fast, locked):
+                storms.resolve_alerts(storm, [alert.dedup_key], now=at)
+            continue
+        joined = storms.join_storming(fast.service, alert, now=at)
+        assert joined is not None
+        assert joined.pk == fast.pk
+        storms.join(storms.open_storm_locked(locked.service) or locked, [alert], now=at)
+    assert _storm_rows(fast) == _storm_rows(locked)
+    assert [row["count"] for row in _storm_rows(fast)] == [2, 1, 3]  # first, later, new
+    fast.refresh_from_db()
+    locked.refresh_from_db()
+    assert fast.severity == locked.severity == "critical"
+
+
+def test_a_quiet_storm_is_joined_under_the_services_lock(redis: Redis) -> None:
+    now = timezone.now()
+    storm = _storming(Service.objects.create(name="Quiet", slug="quiet"), now)
+    later = now + limits_quiet(storm) + timedelta(seconds=1)
+    # A new alert after the quiet period is decided under the lock (it may
+    # open its own incident); an alert still firing in the storm joins it.
+    assert storms.join_storming(storm.service, _alert("new"), now=later) is None
+    assert storms.join_storming(storm.service, _alert("first"), now=later) == storm
+    assert StormAlert.objects.get(dedup_key="first").count == 2
+
+
+def limits_quiet(storm: Incident) -> timedelta:
+    return storms.limits(storm.service).quiet
+
+
+def test_a_storm_joiner_finding_the_key_opened_meanwhile_lets_that_incident_have_it(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key's own incident opened between open_incident's look-up and the
+    storm's lock (a split, or a request that held the storm's row first): the
+    alert goes to that incident, never into the storm as well."""
+    now = timezone.now()
+    storm = _storming(Service.objects.create(name="Race", slug="race"), now)
+    alert = _alert("own")
+    with pytest.raises(storms.IncidentOpenedMeanwhile):
+        storms.join_storming(storm.service, alert, now=now)
+    look_up = incident_services._join
+    missed: list[bool] = []
+
+    def miss_once(request: Any) -> Opened | None:
+        if not missed:
+            missed.append(True)
+            return None
+        return look_up(request)
+
+    monkeypatch.setattr(incident_services, "_join", miss_once)
+    opened = incident_services.open_incident(
+        service=storm.service,
+        title="Disk full",
+        severity="error",
+        source="events_v2",
+        dedup_key="own",
+        now=now,
+    )
+    own = Incident.objects.get(dedup_key="own")
+    assert opened.incident == own
+    assert own.timeline.filter(kind=EventKind.ALERT).count() == 1
+    assert not StormAlert.objects.filter(dedup_key="own").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_storms_new_alerts_do_not_wait_for_the_services_lock(
+    client: Client, web: Service, redis: Redis
+) -> None:
+    """While another transaction holds the service's row lock (a new incident
+    being decided), alerts joining a storm that is storming are accepted."""
+    events = integration(web, "events_v2")
+    web.storm_threshold = 1
+    web.save()
+    fire(client, events, "a", "b")
+    holder = connections.create_connection("default")
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT 1 FROM incidents_service WHERE id = %s FOR UPDATE", [web.pk])
+            with connection.cursor() as own:
+                own.execute("SET lock_timeout = '3s'")
+            try:
+                fire(client, events, "c", "d", "c")
+            finally:
+                with connection.cursor() as own:
+                    own.execute("SET lock_timeout = 0")
+            cursor.execute("ROLLBACK")
+    finally:
+        holder.close()
+    storm = storm_of(web)
+    assert [(a.dedup_key, a.count) for a in storm.storm_alerts.order_by("dedup_key")] == [
+        ("b", 1),
+        ("c", 2),
+        ("d", 1),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_joiners_racing_a_resolve_of_the_storm_lose_no_alert(web: Service, redis: Redis) -> None:
+    """New alerts join a storming storm while a responder resolves it: each
+    alert either joined before the resolve (and is resolved with the storm) or
+    after it (and has a new home); none fires in a resolved storm, none lives
+    in two places."""
+    storm = _storming(web, timezone.now())
+    count = 10
+    barrier = threading.Barrier(count + 1)
+    errors: list[Exception] = []
+
+    def run(action: Any) -> None:
+        try:
+            barrier.wait()
+            action()
+        except Exception as exc:  # pragma: no cover - reported by the assert below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def deliver(n: int) -> None:
+        incident_services.open_incident(
+            service=web,
+            title=f"alert {n}",
+            severity="error",
+            source="events_v2",
+            dedup_key=f"key-{n}",
+        )
+
+    def resolve_storm() -> None:
+        incident_services.resolve_incident(Incident.objects.get(pk=storm.pk), actor=None)
+
+    threads = [threading.Thread(target=run, args=(lambda n=n: deliver(n),)) for n in range(count)]
+    threads.append(threading.Thread(target=run, args=(resolve_storm,)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert not StormAlert.objects.filter(
+        status=StormAlertStatus.FIRING, storm__status=Status.RESOLVED
+    ).exists()
+    for n in range(count):
+        key = f"key-{n}"
+        homes = StormAlert.objects.filter(dedup_key=key).count()
+        homes += Incident.objects.filter(dedup_key=key).count()
+        assert homes == 1, key
+
+
+def test_the_storm_statements_name_the_statuses_the_models_do() -> None:
+    # The SQL spells out what the models define: a new open status or a
+    # renamed alert status must change it too, or triggers would join a
+    # resolved storm or miss a firing alert.
+    for statement in (hotpath._LOCK_STORM, hotpath._JOIN_STORM):
+        for listed in re.findall(r"status IN \(([^)]*)\)", statement):
+            assert {s.strip(" '") for s in listed.split(",")} == set(OPEN_STATUSES)
+    assert f"f.status = '{StormAlertStatus.FIRING}'" in hotpath._LOCK_STORM
+    assert f"status = '{StormAlertStatus.FIRING}'" in hotpath._JOIN_STORM
