@@ -309,23 +309,10 @@ def open_alert(
 
 def _open_alert(request: _Request, *, retrying: bool) -> Landed:
     managed = request.source in storms.MANAGED_SOURCES
-    if managed and not retrying:
-        # A storm that is storming is joined without the service's lock
-        # (``storms.join_storming``). If the key has an incident of its own
-        # now, one opened since ``repeat_alert`` looked: roll back (the
-        # storm's share lock must not be held while waiting for the
-        # service's lock, which comes first in the lock order) and try again
-        # under the service's lock, where the repeat statement joins it.
-        try:
-            storm = storms.join_storming(
-                request.service, _alerted(request, request.source), now=request.now
-            )
-        except storms.IncidentOpenedMeanwhile as exc:
-            raise _LostRace(str(exc)) from exc
+    if managed:
+        storm = _lock_service_unless_storming(request, retrying=retrying)
         if storm is not None:
             return Landed(storm.pk, created=False)
-    if managed:
-        storms.lock_service(request.service)
     joined = repeat_alert(
         service=request.service,
         dedup_key=request.dedup_key,
@@ -346,6 +333,36 @@ def _open_alert(request: _Request, *, retrying: bool) -> Landed:
                 storms.page_new_storm(room.storm, now=request.now)
             return Landed(room.storm.pk, created=False)
     return Landed(_insert(request).incident.pk, created=True)
+
+
+def _lock_service_unless_storming(request: _Request, *, retrying: bool) -> Incident | None:
+    """Take the service's lock (``storms.lock_service``), or join the
+    service's storm without it and return the storm.
+
+    The lock is taken at once when it is free: no statement more than the
+    lock itself. When another new alert of the service holds it, which is
+    what a storm looks like, a storm that is storming is joined without
+    waiting (``storms.join_storming``, which says why no race can break the
+    threshold or lose an alert); otherwise this waits for the lock. If the
+    key has an incident of its own now, opened since ``repeat_alert``
+    looked, the attempt rolls back (the storm's share lock must not be held
+    while waiting for the service's lock, which comes first in the lock
+    order) and the retry waits for the lock, under which the repeat
+    statement joins that incident.
+    """
+    if not retrying:
+        if storms.try_lock_service(request.service):
+            return None
+        try:
+            storm = storms.join_storming(
+                request.service, _alerted(request, request.source), now=request.now
+            )
+        except storms.IncidentOpenedMeanwhile as exc:
+            raise _LostRace(str(exc)) from exc
+        if storm is not None:
+            return storm
+    storms.lock_service(request.service)
+    return None
 
 
 def _insert(request: _Request) -> Opened:

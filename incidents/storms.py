@@ -115,6 +115,17 @@ def lock_service(service: Service) -> None:
     Service.objects.select_for_update(no_key=True).filter(pk=service.pk).values_list("pk").get()
 
 
+def try_lock_service(service: Service) -> bool:
+    """``lock_service`` without waiting: True when the lock is now held,
+    False (nothing locked) while another transaction holds it."""
+    locked = (
+        Service.objects.select_for_update(no_key=True, skip_locked=True)
+        .filter(pk=service.pk)
+        .values_list("pk")
+    )
+    return locked.first() is not None
+
+
 def open_storm_locked(service: Service) -> Incident | None:
     """The service's open storm incident, its row locked until the
     transaction ends."""
