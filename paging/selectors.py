@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.contrib.auth.models import User
@@ -272,15 +272,27 @@ Window = tuple[int, datetime, datetime]  # service id, start, end
 
 def maintenance_windows(incidents: Sequence[HasEscalation], now: datetime) -> list[Window]:
     """The maintenance windows not over yet of these incidents' services
-    (those with a deadline a window could hold): one query, none without."""
+    (those with a deadline a window could hold): one query per change to the
+    windows (cached under the settings' version), none without."""
     services = {i.service_id for i in incidents if i.next_escalation_at is not None}
     if not services:
         return []
-    return list(
-        MaintenanceWindow.objects.filter(service_id__in=services, end__gt=now).values_list(
-            "service_id", "start", "end"
+
+    def not_over() -> list[Window]:
+        # Read once per settings' version (a window's save or delete bumps it:
+        # paging.freshness). Windows that ended up to ENTRY_TTL before this
+        # read are kept, so a request whose clock is behind the one that read
+        # them (the entry lives at most that long) still finds every window
+        # not over at its own ``now``.
+        since = now - timedelta(seconds=readmodel.ENTRY_TTL)
+        return list(
+            MaintenanceWindow.objects.filter(end__gt=since).values_list(
+                "service_id", "start", "end"
+            )
         )
-    )
+
+    windows = readmodel.settings_cached("paging:windows", not_over)
+    return [window for window in windows if window[0] in services and window[2] > now]
 
 
 def _held(windows: Sequence[Window], now: datetime) -> dict[int, datetime]:

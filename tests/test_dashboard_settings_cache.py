@@ -6,7 +6,7 @@ one version. A change to any of them shows at the next poll."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from time_machine import TimeMachineFixture
 
 from incidents import services
 from incidents.models import Incident, Service
-from paging.models import EscalationLevel, Rotation, RotationMember, Schedule
+from paging.models import EscalationLevel, MaintenanceWindow, Rotation, RotationMember, Schedule
 from tests.factories import (
     IncidentFactory,
     ServiceFactory,
@@ -230,3 +230,33 @@ def test_a_setting_read_as_empty_is_cached_too(redis: Redis, alice: User) -> Non
     alice.save()  # a person changed: read again
     assert readmodel.settings_cached("empty", read) == []
     assert len(reads) == 2
+
+
+def test_every_change_to_a_maintenance_window_shows_at_the_next_poll(
+    alice_client: Client, paged: Incident, web: Service, time_machine: TimeMachineFixture
+) -> None:
+    def windows_read() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get("/").status_code == 200
+        return sum('FROM "paging_maintenancewindow"' in q["sql"] for q in queries)
+
+    assert windows_read() == 1
+    services.add_note(paged, actor=None, text="looking")  # what is open changed, no window
+    assert windows_read() == 0
+    window = MaintenanceWindow.objects.create(
+        service=web, start=T0 - timedelta(minutes=1), end=T0 + timedelta(hours=1)
+    )
+    assert next_step(poll(alice_client), paged) == "held by a maintenance window until 04:00 UTC"
+    window.end = T0 + timedelta(hours=2)
+    window.save()
+    assert next_step(poll(alice_client), paged) == "held by a maintenance window until 05:00 UTC"
+    # The window ends with nothing written: the next request after its end
+    # shows the row released (the cached list ends there, the windows are
+    # filtered by each request's clock).
+    time_machine.shift(timedelta(hours=2))
+    assert next_step(poll(alice_client), paged).startswith("next: level 2 — bob, ")
+    window.end = T0 + timedelta(hours=3)
+    window.save()
+    assert next_step(poll(alice_client), paged) == "held by a maintenance window until 06:00 UTC"
+    window.delete()
+    assert next_step(poll(alice_client), paged).startswith("next: level 2 — bob, ")
