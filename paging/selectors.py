@@ -242,7 +242,7 @@ def next_steps(
 @dataclass(frozen=True)
 class Level:
     """What ``next_steps`` says of an escalation level: its policy's repeats,
-    its people (usernames, in the order they were added) and schedules."""
+    its people (usernames, by user id) and its schedules."""
 
     repeat_count: int
     people: tuple[str, ...]
