@@ -100,10 +100,14 @@ class _Listing:
     more: bool = False  # more than ``count`` match (a long history)
 
 
-def _read_listing(request: HtmxHttpRequest, number: int, stamp: str) -> _Listing:
-    """The listing from PostgreSQL (and paging's live state in Redis)."""
+def _read_listing(
+    request: HtmxHttpRequest, number: int, stamp: str, counts: dict[str, int] | None = None
+) -> _Listing:
+    """The listing from PostgreSQL (and paging's live state in Redis);
+    ``counts``: the open incidents per severity, when already known."""
     filters, problems = _filters(request)
-    counts = selectors.open_counts_by_severity()
+    if counts is None:
+        counts = selectors.open_counts_by_severity()
     paginator = Paginator(selectors.dashboard_incidents(filters), PAGE_SIZE)
     if filters == selectors.IncidentFilter():
         # Unfiltered, the per-severity counts already add up to the total:
@@ -143,15 +147,20 @@ def _listing(request: HtmxHttpRequest, number: int) -> _Listing:
     try:
         version = readmodel.version()
         key = "dashboard:" + _digest(version, asked)
-        cached: _Listing | None = cache.get(key)
+        # The counts are the same for every filter and page: one entry per
+        # version, read in the listing's round trip.
+        counts_key = f"dashboard:counts:{version}"
+        found = cache.get_many([key, counts_key])
     except (RedisError, OSError, ConnectionInterrupted):
         logger.warning("redis unavailable; the dashboard is read from PostgreSQL")
         return _read_listing(request, number, stamp="")
+    cached: _Listing | None = found.get(key)
     if cached is not None and (cached.fresh_until is None or now < cached.fresh_until):
         return cached
-    listing = _read_listing(request, number, stamp=f"{version}:{now.timestamp()}")
+    counts: dict[str, int] | None = found.get(counts_key)
+    listing = _read_listing(request, number, f"{version}:{now.timestamp()}", counts)
     try:
-        cache.set(key, listing, readmodel.ENTRY_TTL)
+        cache.set_many({key: listing, counts_key: listing.counts}, readmodel.ENTRY_TTL)
         _store_stamp(asked, version, listing)
     except (RedisError, OSError, ConnectionInterrupted):
         logger.warning("redis unavailable; the dashboard was not cached")
@@ -259,7 +268,8 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     filters = listing.filters
     context |= {
         "selected_service": filters.service.slug if filters.service else "",
-        "services": selectors.service_choices(),
+        # Read again only when a service changes (triage.readmodel).
+        "services": readmodel.settings_cached("service-choices", selectors.service_choices),
         "severity_choices": SEVERITY_CHOICES,
         "status_choices": STATUS_FILTER_CHOICES[1:],
     }

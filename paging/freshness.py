@@ -21,7 +21,9 @@ from triage import readmodel
 
 
 def _changed(**_: object) -> None:
-    readmodel.bump_after_commit()
+    # The levels and their people are cached under the settings' version
+    # (paging.selectors.next_steps); bump_settings bumps what is open too.
+    readmodel.bump_settings_after_commit()
 
 
 def connect() -> None:

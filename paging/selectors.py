@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.contrib.auth.models import User
@@ -25,6 +25,7 @@ from paging.models import (
     PageStatus,
     RotationMember,
 )
+from triage import readmodel
 
 logger = logging.getLogger(__name__)
 
@@ -221,21 +222,15 @@ def next_steps(
     open_ones = [i for i in incidents if i.status != Status.RESOLVED]
     held = _held(windows, now)
     policies = {i.policy_id for i in open_ones if i.policy_id is not None}
-    levels: dict[int, list[EscalationLevel]] = {}
-    if policies:
-        for level in (
-            EscalationLevel.objects.filter(policy_id__in=policies)
-            .select_related("policy")
-            .prefetch_related(Prefetch("users", queryset=User.objects.order_by("pk")), "schedules")
-            .order_by("policy_id", "position", "pk")
-        ):
-            levels.setdefault(level.policy_id, []).append(level)
+    # Every policy's levels, read again only when a paging setting or a
+    # person changes (paging.freshness bumps the settings' version).
+    levels = readmodel.settings_cached("paging:levels", _levels) if policies else {}
     plans = {i.pk: _next_level(i, levels.get(i.policy_id or 0, [])) for i in open_ones}
     wanted = {
-        (schedule.pk, i.next_escalation_at)
+        (schedule_id, i.next_escalation_at)
         for i in open_ones
         if (target := plans[i.pk]) is not None and i.next_escalation_at is not None
-        for schedule in target[0].schedules.all()
+        for schedule_id in target[0].schedule_ids
     }
     on_call = oncall.on_call_at_many(wanted)
     found: dict[int, NextStep | None] = {i.pk: None for i in incidents}
@@ -244,20 +239,60 @@ def next_steps(
     return found
 
 
+@dataclass(frozen=True)
+class Level:
+    """What ``next_steps`` says of an escalation level: its policy's repeats,
+    its people (usernames, by user id) and its schedules."""
+
+    repeat_count: int
+    people: tuple[str, ...]
+    schedule_ids: tuple[int, ...]
+
+
+def _levels() -> dict[int, list[Level]]:
+    """Policy id → its levels in order, in three queries (cached by ``next_steps``)."""
+    levels: dict[int, list[Level]] = {}
+    for level in (
+        EscalationLevel.objects.select_related("policy")
+        .prefetch_related(Prefetch("users", queryset=User.objects.order_by("pk")), "schedules")
+        .order_by("policy_id", "position", "pk")
+    ):
+        levels.setdefault(level.policy_id, []).append(
+            Level(
+                repeat_count=level.policy.repeat_count,
+                people=tuple(person.get_username() for person in level.users.all()),
+                schedule_ids=tuple(schedule.pk for schedule in level.schedules.all()),
+            )
+        )
+    return levels
+
+
 Window = tuple[int, datetime, datetime]  # service id, start, end
 
 
 def maintenance_windows(incidents: Sequence[HasEscalation], now: datetime) -> list[Window]:
     """The maintenance windows not over yet of these incidents' services
-    (those with a deadline a window could hold): one query, none without."""
+    (those with a deadline a window could hold): one query per change to the
+    windows (cached under the settings' version), none without."""
     services = {i.service_id for i in incidents if i.next_escalation_at is not None}
     if not services:
         return []
-    return list(
-        MaintenanceWindow.objects.filter(service_id__in=services, end__gt=now).values_list(
-            "service_id", "start", "end"
+
+    def not_over() -> list[Window]:
+        # Read once per settings' version (a window's save or delete bumps it:
+        # paging.freshness). Windows that ended up to ENTRY_TTL before this
+        # read are kept, so a request whose clock is behind the one that read
+        # them (the entry lives at most that long) still finds every window
+        # not over at its own ``now``.
+        since = now - timedelta(seconds=readmodel.ENTRY_TTL)
+        return list(
+            MaintenanceWindow.objects.filter(end__gt=since).values_list(
+                "service_id", "start", "end"
+            )
         )
-    )
+
+    windows = readmodel.settings_cached("paging:windows", not_over)
+    return [window for window in windows if window[0] in services and window[2] > now]
 
 
 def _held(windows: Sequence[Window], now: datetime) -> dict[int, datetime]:
@@ -276,13 +311,11 @@ def holds_change_at(windows: Sequence[Window], now: datetime) -> datetime | None
     return min([*starts, *(end for _, _, end in windows)], default=None)
 
 
-def _next_level(
-    incident: HasEscalation, levels: list[EscalationLevel]
-) -> tuple[EscalationLevel, int, int] | None:
+def _next_level(incident: HasEscalation, levels: list[Level]) -> tuple[Level, int, int] | None:
     """(the level paged at the next deadline, its number, repeats left after it), or None."""
     if not levels or incident.status != Status.TRIGGERED or incident.escalation_level == 0:
         return None
-    repeats = levels[0].policy.repeat_count - incident.escalation_cycle
+    repeats = levels[0].repeat_count - incident.escalation_cycle
     if incident.escalation_level < len(levels):
         return levels[incident.escalation_level], incident.escalation_level + 1, repeats
     if repeats > 0:
@@ -292,7 +325,7 @@ def _next_level(
 
 def _describe(
     incident: HasEscalation,
-    plan: tuple[EscalationLevel, int, int] | None,
+    plan: tuple[Level, int, int] | None,
     held: Mapping[int, datetime],
     on_call: Mapping[tuple[int, datetime], list[User]],
     now: datetime,
@@ -310,9 +343,9 @@ def _describe(
     if at is None or plan is None:
         return NextStep("last level — nobody else will be paged")
     level, number, repeats = plan
-    people: list[str] = [person.get_username() for person in level.users.all()]
-    for schedule in level.schedules.all():
-        for person in on_call.get((schedule.pk, at), []):
+    people: list[str] = list(level.people)
+    for schedule_id in level.schedule_ids:
+        for person in on_call.get((schedule_id, at), []):
             if person.get_username() not in people:
                 people.append(person.get_username())
     again = " again" if number <= incident.escalation_level else ""

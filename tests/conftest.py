@@ -31,9 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_read_model() -> None:
-    """A version of "what is open" no earlier test cached anything under: the
-    database starts empty again, Redis keeps the cached dashboards."""
-    readmodel.bump()
+    """Versions of "what is open" and of the settings the dashboard shows
+    that no earlier test cached anything under: the database starts empty
+    again, Redis keeps the cached dashboards."""
+    readmodel.bump_settings()
 
 
 # tryfirst: pytest-xdist reads the groups in its own hook of the same name.

@@ -16,6 +16,13 @@ change commits and bumps, then the reader reads old rows) stores rows older
 than the version's under the old version only, since the reader keys by the
 version it read first.
 
+A second, slower counter versions the settings the dashboard shows beside
+what is open (services' and people's names, the escalation levels and who
+is on them): ``bump_settings`` bumps it and the first, and reads of those
+settings are cached under it (``settings_cached``), so a change to one
+incident does not read them again. The same argument holds for it: it is
+bumped after the commit, and a reader reads it before what it caches.
+
 If Redis is down, ``bump`` logs and gives up: readers cannot use the cache
 then either (they read the version first), and entries live at most
 ``ENTRY_TTL`` seconds, so a bump lost in a blip is not wrong for long.
@@ -24,14 +31,20 @@ then either (they read the version first), and entries live at most
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
+from django.core.cache import cache
 from django.db import transaction
 from django_redis import get_redis_connection
+from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
 KEY = "triage:readmodel:open"
+SETTINGS_KEY = "triage:readmodel:settings"
+T = TypeVar("T")
 # How long a cached read lives at most; a bump usually retires it first.
 ENTRY_TTL = 600
 
@@ -82,3 +95,51 @@ def bump_after_commit() -> None:
     if transaction.get_connection().in_atomic_block:
         bump()
     transaction.on_commit(bump, robust=True)
+
+
+def bump_settings() -> None:
+    """A setting the dashboard shows changed (a service's or a person's name,
+    an escalation level, who is on it): retire what is cached under the
+    settings' version and, since rows show them, every cached read of what
+    is open."""
+    try:
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        pipe.incr(SETTINGS_KEY)
+        pipe.incr(KEY)
+        pipe.execute()
+    except (RedisError, OSError):
+        logger.warning("redis unavailable; the read model's version was not bumped")
+
+
+def bump_settings_after_commit() -> None:
+    """``bump_settings`` once the current transaction commits (and at once
+    inside one, for the reason ``bump_after_commit`` gives)."""
+    if transaction.get_connection().in_atomic_block:
+        bump_settings()
+    transaction.on_commit(bump_settings, robust=True)
+
+
+def settings_cached(name: str, read: Callable[[], T]) -> T:
+    """``read()``, cached under the settings' version: read again only after
+    ``bump_settings``. Two small round trips to Redis (the version, then the
+    entry) instead of ``read``'s queries; without Redis, ``read()``.
+
+    Why a stale value cannot be returned: the entry's key holds the version
+    read before ``read()`` ran, and every change to what ``read`` reads bumps
+    that version after its commit (see the module's docstring).
+    """
+    try:
+        current = int(get_redis_connection("default").get(SETTINGS_KEY) or 0)
+        key = f"readmodel:settings:{name}:{current}"
+        found: tuple[T] | None = cache.get(key)
+    except (RedisError, OSError, ConnectionInterrupted):
+        logger.warning("redis unavailable; settings read from PostgreSQL")
+        return read()
+    if found is not None:
+        return found[0]
+    value = read()
+    try:
+        cache.set(key, (value,), ENTRY_TTL)
+    except (RedisError, OSError, ConnectionInterrupted):
+        logger.warning("redis unavailable; settings not cached")
+    return value
