@@ -14,9 +14,7 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def cover_requests_waiting(context: template.Context) -> int:
-    """One small query per full page (``shift_selectors.waiting_count``);
-    none for someone signed out."""
-    user: Any = context.get("user")
-    if user is None or not user.is_authenticated:
-        return 0
+    """One small query per full page (``shift_selectors.waiting_count``),
+    for the signed-in person (base.html asks only inside its signed-in nav)."""
+    user: Any = context["user"]
     return shift_selectors.waiting_count(user, now=timezone.now())
