@@ -51,7 +51,7 @@ from django.utils import timezone
 
 from incidents.models import EventKind, Incident, Status, TimelineEvent
 from insights.aggregates import Microseconds
-from insights.models import DayHealth, DayNoise, DayPages, RolledDay
+from insights.models import DayHealth, DayNoise, DayPages, RolledDay, pack
 from insights.selectors import (
     IS_DEDUP_KEY,
     NOISE_KEY,
@@ -154,7 +154,8 @@ def _health_rows(resolved: QuerySet[Incident], days: Sequence[date]) -> list[Day
         )
         .order_by()
     )
-    return [DayHealth(**row) for row in rows]
+    packed = ("to_acknowledge", "to_resolve")
+    return [DayHealth(**row | {name: pack(row[name]) for name in packed}) for row in rows]
 
 
 def _noise_rows(resolved: QuerySet[Incident]) -> list[DayNoise]:

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from insights.cache import TTL, cached_health, cached_html
+from insights.cache import TTL, cached_health, cached_html, page_context
 from insights.forms import InsightsForm
 from insights.selectors import DEFAULT_DAYS, RANGES
 
@@ -32,10 +32,7 @@ def insights_page(request: HttpRequest) -> HttpResponse:
     figures = cached_health(form.cleaned_data["days"], service)
     context |= {
         "figures": figures,
-        "figures_html": cached_html(
-            figures,
-            {"figures": figures, "ttl": TTL, "business_hours": settings.BUSINESS_HOURS},
-        ),
+        "figures_html": cached_html(figures, page_context(figures)),
         "selected_days": figures.days,
         "selected_service": service.slug if service else "",
     }

@@ -122,6 +122,13 @@ class IncidentOut(Schema):
     acknowledged_by: str | None
     resolved_at: datetime | None
     resolved_by: str | None
+    time_to_acknowledge: float | None = Field(
+        description="Seconds from `opened_at` to `acknowledged_at`; "
+        "null when it has not been acknowledged."
+    )
+    time_to_resolve: float | None = Field(
+        description="Seconds from `opened_at` to `resolved_at`; null while it is open."
+    )
     escalation_level: int
     next_escalation_at: datetime | None
     url: str

@@ -88,9 +88,17 @@ def _cursor_int(value: Any) -> int:
     return value
 
 
+def _took(end: datetime | None, start: datetime) -> float | None:
+    """Seconds from opening to a moment (the incident's current
+    acknowledgement or resolution), None before it."""
+    return None if end is None else (end - start).total_seconds()
+
+
 def incident_out(incident: Incident, paging: PagingSummary | None) -> dict[str, Any]:
     """An incident as the API and MCP tools show it: fields, paging, links."""
     body = incident_json(incident)
+    body["time_to_acknowledge"] = _took(incident.acknowledged_at, incident.opened_at)
+    body["time_to_resolve"] = _took(incident.resolved_at, incident.opened_at)
     next_at = paging.next_escalation_at if paging else incident.next_escalation_at
     body["paging"] = {
         "level": paging.level if paging else incident.escalation_level,

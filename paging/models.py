@@ -252,6 +252,9 @@ class Page(models.Model):
                 condition=Q(status__in=["queued", "sending"]),
                 name="page_pending",
             ),
+            # On-call health reads today's pages live (insights.rolled): a
+            # range of created_at, not a pass over every page ever sent.
+            models.Index(fields=["created_at"], name="page_created_at"),
         ]
 
     def __str__(self) -> str:

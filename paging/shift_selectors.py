@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from paging import oncall
-from paging.models import CoverRequest, CoverStatus, Schedule, ShiftChange
+from paging.models import CoverRequest, CoverStatus, RotationMember, Schedule, ShiftChange
 
 RECENT = timedelta(days=14)
 
@@ -31,14 +31,28 @@ def _requests() -> QuerySet[CoverRequest]:
     return CoverRequest.objects.select_related("schedule", "requester", "asked", "decided_by")
 
 
-def waiting_for(user: User, *, now: datetime) -> list[CoverRequest]:
+def _waiting(user: User, *, now: datetime) -> QuerySet[CoverRequest]:
     """Pending requests the user may answer: asked by name, or asked of a
-    rotation they are on by someone else."""
-    mine = Q(asked=user) | Q(asked__isnull=True, schedule__rotations__members__user=user) & ~Q(
-        requester=user
+    rotation they are on by someone else. Membership is an EXISTS, not a
+    join, so a request counts once however many rotations hold the user."""
+    on_rotation = Exists(
+        RotationMember.objects.filter(rotation__schedule=OuterRef("schedule"), user=user)
     )
-    pending = _requests().filter(mine, status=CoverStatus.PENDING, end__gt=now)
-    return list(pending.distinct().order_by("start", "pk"))
+    mine = Q(asked=user) | Q(asked__isnull=True) & on_rotation & ~Q(requester=user)
+    # Pending rows only: read through the partial index cover_pending.
+    return CoverRequest.objects.filter(mine, status=CoverStatus.PENDING, end__gt=now)
+
+
+def waiting_for(user: User, *, now: datetime) -> list[CoverRequest]:
+    """The requests ``waiting_count`` counts, to answer on "My shifts"."""
+    pending = _waiting(user, now=now).select_related("schedule", "requester", "asked", "decided_by")
+    return list(pending.order_by("start", "pk"))
+
+
+def waiting_count(user: User, *, now: datetime) -> int:
+    """How many requests wait for the user's answer: the header's badge, on
+    every full page, so one small COUNT over the pending rows."""
+    return _waiting(user, now=now).count()
 
 
 def asked_by(user: User, *, now: datetime) -> list[CoverRequest]:

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from redis import Redis
 from time_machine import TimeMachineFixture
 
@@ -223,6 +224,28 @@ def test_beat_rolls_up_forgets_old_days_and_warms_every_range(
 
 
 # --- the page's cached HTML -----------------------------------------------------
+
+
+def test_beat_leaves_the_page_warm_for_the_server_s_time_zone(
+    alice_client: Client,
+    history: list[Service],
+    redis: Redis,
+    time_machine: TimeMachineFixture,
+) -> None:
+    time_machine.move_to(NOW, tick=False)
+    refresh_task.apply().get()
+    for days in RANGES:
+        figures = cache.get(insights_cache.key(days, None))
+        html = cache.get(insights_cache.html_key(figures))  # the server's zone: active here
+        assert html.startswith("<section")
+        assert f'<span class="n">{figures.incidents}</span>' in html
+
+    with CaptureQueriesContext(connection) as queries:
+        page = alice_client.get("/insights", {"days": "90"})
+    assert cache.get(insights_cache.html_key(figures)).encode() in page.content
+    read = " ".join(query["sql"] for query in queries)
+    assert "insights_" not in read
+    assert "incidents_incident" not in read
 
 
 def test_the_cached_page_is_its_figures_html_read_once(

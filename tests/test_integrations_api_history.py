@@ -62,3 +62,36 @@ def test_an_unusable_filter_is_a_problem_naming_it(
     assert response.status_code == 422
     assert response["Content-Type"] == "application/problem+json"
     assert field in response.json()["errors"]
+
+
+def test_items_say_how_long_acknowledging_and_resolving_took(
+    client: Client, read_token: NewToken, web: Service
+) -> None:
+    fixed = IncidentFactory(title="fixed", service=web, now=T0)
+    services.acknowledge_incident(fixed, actor=None, now=T0 + timedelta(seconds=90))
+    services.resolve_incident(fixed, actor=None, now=T0 + timedelta(minutes=30, seconds=0.5))
+    unanswered = IncidentFactory(title="unanswered", service=web, now=T0 + timedelta(hours=1))
+    services.resolve_incident(unanswered, actor=None, now=T0 + timedelta(hours=2))
+    IncidentFactory(title="open", service=web, now=T0 + timedelta(hours=3))
+
+    response = client.get(
+        "/v1/incidents", {"status": "all"}, headers={"Authorization": f"Bearer {read_token.raw}"}
+    )
+    times = {
+        item["title"]: (item["time_to_acknowledge"], item["time_to_resolve"])
+        for item in response.json()["items"]
+    }
+    assert times == {
+        "fixed": (90.0, 1800.5),
+        "unanswered": (None, 3600.0),
+        "open": (None, None),
+    }
+
+
+def test_the_openapi_document_describes_the_durations(client: Client) -> None:
+    incident = client.get("/v1/openapi.json").json()["components"]["schemas"]["IncidentOut"]
+    for name in ("time_to_acknowledge", "time_to_resolve"):
+        assert name in incident["required"]
+        assert {"type": "number"} in incident["properties"][name]["anyOf"]
+        assert {"type": "null"} in incident["properties"][name]["anyOf"]
+        assert "Seconds" in incident["properties"][name]["description"]

@@ -46,3 +46,20 @@ def test_an_agent_finds_a_resolved_incident_by_words_and_day(
     assert wrong.is_error
     assert "not a date such as 2026-11-30" in wrong.content[0].text
     assert backwards.is_error
+
+
+def test_an_agent_sees_how_long_a_past_incident_took(
+    alice: User, web: Service, redis: Redis
+) -> None:
+    old = IncidentFactory(title="Disk full on db1", service=web, now=T0)
+    services.acknowledge_incident(old, actor=None, now=T0 + timedelta(minutes=2))
+    services.resolve_incident(old, actor=None, now=T0 + timedelta(hours=1))
+    IncidentFactory(title="Disk full on db2", service=web, now=T0 + timedelta(days=3))
+    server = build_server()
+    with acting_as(Principal(user=alice, can_write=False)):
+        found = call(server, "search_incidents", {"q": "disk full"})
+    times = {
+        i["title"]: (i["time_to_acknowledge"], i["time_to_resolve"])
+        for i in found.structured_content["incidents"]
+    }
+    assert times == {"Disk full on db1": (120.0, 3600.0), "Disk full on db2": (None, None)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection, connections, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from redis import Redis
 from time_machine import TimeMachineFixture
 
@@ -432,3 +434,79 @@ def test_a_request_to_the_rotation_tells_every_other_member_while_it_is_pending(
         as_(team["ben"]).post(f"/oncall/cover/{cover.pk}/cancel")
         assert notify.tell_about_cover(cover.pk) == 0
     assert len(inbox.messages) == 2
+
+
+# --- the header's badge: requests waiting for your answer ------------------------
+
+BADGE = re.compile(
+    r'<a href="/oncall/mine"[^>]*>My shifts <span class="nav-badge" title="(\d+) cover '
+    r'requests? waiting for your answer">'
+)
+
+
+def badge(client: Client, path: str = "/") -> int | None:
+    page = client.get(path).content.decode()
+    header = page[page.index('<header class="topbar">') : page.index("</header>")]
+    found = BADGE.search(header)
+    return int(found.group(1)) if found else None
+
+
+def test_the_person_asked_sees_a_count_until_they_answer(team: dict[str, User]) -> None:
+    ask(as_(team["ben"]), team["dee"])
+    ask(as_(team["ana"]), team["dee"], start=BEN_START + timedelta(days=1))
+    dee = as_(team["dee"])
+    assert badge(dee) == 2
+    assert badge(dee, "/oncall/mine") == 2
+    assert badge(as_(team["ben"])) is None  # asking is not being asked
+    assert badge(as_(team["cy"])) is None
+
+    first, second = CoverRequest.objects.order_by("pk")
+    assert dee.post(f"/oncall/cover/{first.pk}/accept").status_code == 302
+    assert badge(dee) == 1
+    assert dee.post(f"/oncall/cover/{second.pk}/decline").status_code == 302
+    assert badge(dee) is None
+
+
+def test_a_request_to_the_rotation_counts_once_for_each_other_member(
+    team: dict[str, User],
+) -> None:
+    # ana is on a second rotation of the same schedule: still one request.
+    backup = Rotation.objects.create(
+        schedule=ops(), name="backup", start=NOW, shift_length=1, shift_unit="days"
+    )
+    RotationMember.objects.create(rotation=backup, user=team["ana"], position=0)
+    ask(as_(team["ben"]), None)
+    assert badge(as_(team["ana"])) == 1
+    assert badge(as_(team["dee"])) == 1
+    assert badge(as_(team["ben"])) is None
+    assert badge(as_(team["cy"])) is None
+    cover = CoverRequest.objects.get()
+    assert as_(team["ben"]).post(f"/oncall/cover/{cover.pk}/cancel").status_code == 302
+    assert badge(as_(team["ana"])) is None
+
+
+def test_a_request_whose_time_passed_no_longer_counts(
+    team: dict[str, User], time_machine: TimeMachineFixture
+) -> None:
+    ask(as_(team["ben"]), team["dee"])
+    assert badge(as_(team["dee"])) == 1
+    time_machine.move_to(BEN_START + timedelta(hours=6, seconds=1), tick=False)
+    assert badge(as_(team["dee"])) is None
+
+
+def test_the_badge_costs_one_query_however_many_requests_wait(team: dict[str, User]) -> None:
+    dee = as_(team["dee"])
+
+    def badge_queries() -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            assert dee.get("/").status_code == 200
+        return [query["sql"] for query in captured if "paging_" in query["sql"]]
+
+    none = badge_queries()
+    for day in range(5):
+        ask(as_(team["ben"]), team["dee"], start=BEN_START + timedelta(days=3 * day))
+    ask(as_(team["ana"]), None, start=BEN_START + timedelta(days=2))
+    six = badge_queries()
+    assert badge(dee) == 6
+    assert len(none) == len(six) == 1
+    assert "paging_coverrequest" in six[0]
