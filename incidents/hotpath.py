@@ -124,12 +124,14 @@ def insert_new(objs: Sequence[Model], *, with_ids: bool = False) -> None:
                 obj.pk = pk
             fields = [opts.pk, *fields]
         for obj in objs:
-            obj._prepare_related_fields_for_save(operation_name="bulk_create")
+            # What bulk_create does first: a related object saved since it was
+            # assigned gives its id now (django-stubs omit this private method).
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
         rows = [[_db_value(field, obj) for field in fields] for obj in objs]
         # Table and column names come from the model's metadata, quoted: no
         # value is formatted into the statement (they travel as COPY data).
-        columns = ", ".join(quote(field.column) for field in fields)
-        sql = f"COPY {quote(opts.db_table)} ({columns}) FROM STDIN"  # nosec B608
+        columns = ", ".join(quote(str(field.column)) for field in fields)
+        sql = f"COPY {quote(opts.db_table)} ({columns}) FROM STDIN"
 
         def copy(sql: str, params: Any, many: bool, context: Any) -> None:
             with connection.wrap_database_errors, cursor.cursor.copy(sql) as stream:
