@@ -20,15 +20,23 @@ before the service's lock.
 is storming (``incidents.storms.join_storming``), two statements that share
 the storm's row instead of queueing on the service's lock; held equal to
 ``storms.join`` by ``tests/test_storms.py``.
+
+``insert_new``: the thousands of new rows of one model that a large
+Alertmanager notification or an escalation storm's chunk writes, in one
+``COPY`` instead of ``bulk_create``; held equal to the ORM's rows field by
+field by ``tests/test_hotpath_bulk.py``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from django.db import connection
+from django.db.models import JSONField, Model
 
 from incidents.models import Incident
 
@@ -231,3 +239,77 @@ def join_storm(
             [storm_id, dedup_key, name, severity, source, details, now, now, service_id, dedup_key],
         )
         return cursor.fetchone() is not None
+
+
+# --- Bulk inserts of a large Alertmanager notification ----------------------
+#
+# ``insert_new``: new rows of one model written with one COPY instead of the
+# ORM's ``bulk_create``. Measured (docs/performance.md, "One large
+# Alertmanager notification"): for 5,000 new alerts, a third of the CPU went
+# to Django preparing each value of 20,000 rows and a fifth to psycopg quoting
+# the arrays of Django's ``UNNEST`` insert. COPY hands psycopg's C code one
+# row at a time in PostgreSQL's own text format and PostgreSQL reads it
+# without building arrays. ``tests/test_hotpath.py`` holds the rows it writes
+# equal, field by field, to ``bulk_create``'s.
+#
+# Concurrency: COPY takes the same row and index locks as INSERT. A unique
+# index (an open incident's dedup key) makes it wait for a concurrent
+# transaction that wrote the same key and fail once that one commits, as an
+# INSERT would; the error is Django's ``IntegrityError`` (the COPY runs inside
+# ``wrap_database_errors``), so callers settle that race as they did.
+
+_RESERVE_IDS = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
+
+
+def _db_value(field: Any, obj: Any) -> Any:
+    """The value ``bulk_create`` would write for ``field`` of a new ``obj``
+    (``pre_save`` sets auto_now fields), in a form COPY takes."""
+    value = field.pre_save(obj, True)
+    if value is None:
+        return None
+    if isinstance(field, JSONField):
+        # What Django's JSONField sends (json.dumps with the field's encoder).
+        return json.dumps(value, cls=field.encoder)
+    if isinstance(value, Enum):
+        return value.value  # TextChoices members: the stored string
+    return value
+
+
+def insert_new(objs: Sequence[Model], *, with_ids: bool = False) -> None:
+    """Write new instances of one model with one COPY (``bulk_create`` for
+    rows no other row conflicts with). With ``with_ids``, the primary keys
+    are taken from the table's sequence first (one more statement) and set
+    on the instances, as ``bulk_create`` sets them; without, they stay None.
+    Both statements go through Django's execute wrappers, so whatever counts
+    statements sees them."""
+    if not objs:
+        return
+    model = type(objs[0])
+    opts = model._meta
+    fields = [field for field in opts.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        if with_ids:
+            cursor.execute(_RESERVE_IDS, [opts.db_table, opts.pk.column, len(objs)])
+            for obj, (pk,) in zip(objs, sorted(cursor.fetchall()), strict=True):
+                obj.pk = pk
+            fields = [opts.pk, *fields]
+        for obj in objs:
+            # What bulk_create does first: a related object saved since it was
+            # assigned gives its id now (django-stubs omit this private method).
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+        rows = [[_db_value(field, obj) for field in fields] for obj in objs]
+        # Table and column names come from the model's metadata, quoted: no
+        # value is formatted into the statement (they travel as COPY data).
+        columns = ", ".join(quote(str(field.column)) for field in fields)
+        sql = f"COPY {quote(opts.db_table)} ({columns}) FROM STDIN"
+
+        def copy(sql: str, params: Any, many: bool, context: Any) -> None:
+            with connection.wrap_database_errors, cursor.cursor.copy(sql) as stream:
+                for row in rows:
+                    stream.write_row(row)
+
+        cursor._execute_with_wrappers(sql, None, False, copy)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias

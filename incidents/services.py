@@ -50,16 +50,14 @@ from incidents.models import (
 )
 from incidents.signals import announce
 from incidents.timeline import (
-    BULK_BATCH,
     Actor,
     actor_name,
     actor_user,
     after_commit,
     new_event,
     record_event,
-    record_events,
 )
-from triage import counters
+from triage import counters, readmodel
 from triage.metrics import TIME_TO_ACKNOWLEDGE_BUCKETS
 
 
@@ -546,6 +544,15 @@ def lock_open_incidents(service: Service, dedup_keys: Sequence[str]) -> dict[str
     return locked
 
 
+def record_events_in_bulk(events: Sequence[TimelineEvent]) -> None:
+    """``record_events`` for the thousands of events of a large Alertmanager
+    notification or an escalation storm: one COPY (``incidents.hotpath``);
+    the events' ids are not read back."""
+    if events:
+        readmodel.bump_after_commit()  # as record_events tells the read model
+        hotpath.insert_new(events)
+
+
 def open_or_join_many(
     *,
     service: Service,
@@ -559,12 +566,12 @@ def open_or_join_many(
 
     An alert whose dedup key has an open incident in ``locked`` joins it (an
     alert-repeat event); the others open one each. The dedup keys must be
-    distinct. Whatever the number of alerts: one INSERT of the incidents and
-    one of their timeline events (per ``BULK_BATCH`` rows), plus what the
+    distinct. Whatever the number of alerts: one COPY of the incidents (their
+    ids reserved first) and one of their timeline events, plus what the
     ``opened_many`` hooks write. Results are in the order of ``alerts``.
 
     Concurrency: a request that opened an incident with one of these keys
-    since the lock makes the INSERT wait for its commit and fail on the
+    since the lock makes the COPY wait for its commit and fail on the
     unique index of open dedup keys: ``LostRace`` is raised and the caller's
     whole transaction must roll back. Trying again then finds the winner's
     incidents in ``lock_open_incidents`` (see ``_retry_once_on_lost_race``).
@@ -588,28 +595,27 @@ def open_or_join_many(
             storms.join(room.storm, [_alerted(a, source) for a in new[room.allowed :]], now=now)
         new = new[: room.allowed]
     with transaction.atomic(), _lost_race_on_unique_violation():
-        created = Incident.objects.bulk_create(
-            [
-                Incident(
+        # One COPY (incidents.hotpath), not the ORM's bulk_create: measured.
+        created = [
+            Incident(
+                service=service,
+                title=alert.title,
+                details=alert.details,
+                severity=alert.severity,
+                source=source,
+                dedup_key=alert.dedup_key,
+                request_fingerprint=request_fingerprint(
                     service=service,
                     title=alert.title,
-                    details=alert.details,
                     severity=alert.severity,
-                    source=source,
+                    details=alert.details,
                     dedup_key=alert.dedup_key,
-                    request_fingerprint=request_fingerprint(
-                        service=service,
-                        title=alert.title,
-                        severity=alert.severity,
-                        details=alert.details,
-                        dedup_key=alert.dedup_key,
-                    ),
-                    opened_at=now,
-                )
-                for alert in new
-            ],
-            batch_size=BULK_BATCH,
-        )
+                ),
+                opened_at=now,
+            )
+            for alert in new
+        ]
+        hotpath.insert_new(created, with_ids=True)
     opened = {incident.dedup_key: incident for incident in created}
     _record_opened_or_joined(alerts, opened, locked, source=source, now=now)
     if created:
@@ -640,7 +646,7 @@ def _record_opened_or_joined(
     """The timeline events of ``open_or_join_many``: one INSERT. Alerts that
     joined a storm are its StormAlert rows instead."""
     label = Source(source).label
-    record_events(
+    record_events_in_bulk(
         [
             new_event(
                 opened[alert.dedup_key],
@@ -685,7 +691,7 @@ def resolve_many(incidents: Sequence[Incident], *, now: datetime, message: str) 
             incident.resolved_at = now
             incident.resolved_by = None
             incident.next_escalation_at = None
-        record_events(
+        record_events_in_bulk(
             [
                 new_event(incident, EventKind.RESOLVED, actor=None, now=now, message=message)
                 for incident in incidents

@@ -33,8 +33,8 @@ from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from incidents import hotpath, storms
 from incidents import services as incident_services
-from incidents import storms
 from incidents.models import (
     OPEN_STATUSES,
     Incident,
@@ -180,28 +180,39 @@ def _event_data(notification: AmNotification, alerts: list[AmAlert]) -> dict[str
 
 
 def _track(
-    integration: Integration, tracked: list[tuple[Incident, list[AmAlert]]], now: datetime
+    integration: Integration,
+    tracked: list[tuple[Incident, list[AmAlert]]],
+    now: datetime,
+    *,
+    opened: frozenset[int] = frozenset(),
 ) -> None:
-    """Record each alert's latest state on its incident (one upsert for all)."""
+    """Record each alert's latest state on its incident (one upsert for all).
+
+    The alerts of incidents just ``opened`` in this transaction have no row
+    to update: they are written with one COPY (``incidents.hotpath``; the
+    ORM's upsert was measured as the largest statement of a 5,000-alert
+    notification), the others with the upsert."""
+    rows = [
+        Alert(
+            incident=incident,
+            integration=integration,
+            fingerprint=alert.fingerprint,
+            status=AlertStatus.FIRING if alert.firing else AlertStatus.RESOLVED,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            starts_at=alert.starts_at,
+            ends_at=alert.ends_at,
+            generator_url=alert.generator_url,
+            links=alert.links,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        for incident, alerts in tracked
+        for alert in {alert.fingerprint: alert for alert in alerts}.values()
+    ]
+    hotpath.insert_new([row for row in rows if row.incident_id in opened])
     Alert.objects.bulk_create(
-        [
-            Alert(
-                incident=incident,
-                integration=integration,
-                fingerprint=alert.fingerprint,
-                status=AlertStatus.FIRING if alert.firing else AlertStatus.RESOLVED,
-                labels=alert.labels,
-                annotations=alert.annotations,
-                starts_at=alert.starts_at,
-                ends_at=alert.ends_at,
-                generator_url=alert.generator_url,
-                links=alert.links,
-                first_seen_at=now,
-                last_seen_at=now,
-            )
-            for incident, alerts in tracked
-            for alert in {alert.fingerprint: alert for alert in alerts}.values()
-        ],
+        [row for row in rows if row.incident_id not in opened],
         update_conflicts=True,
         unique_fields=["incident", "fingerprint"],
         update_fields=[
@@ -420,6 +431,7 @@ def _in_bulk(
             integration,
             [(results[key].incident, alerts) for key, alerts in firing] + clearing,
             now,
+            opened=frozenset(r.incident.pk for r in opened if r.created),
         )
         still_firing = _still_firing([incident for incident, _ in clearing])
         outcomes: list[Outcome] = []

@@ -67,7 +67,8 @@ def _from_redis() -> Iterator[Metric]:
     queue = GaugeMetricFamily(
         "triage_celery_queue_length", "Tasks waiting in a Celery queue.", labels=["queue"]
     )
-    queue.add_metric(["celery"], state.celery_queue_length("celery"))
+    for name in (settings.ESCALATION_QUEUE, settings.CELERY_TASK_DEFAULT_QUEUE):
+        queue.add_metric([name], state.celery_queue_length(name))
     yield queue
     yield _counter(
         "pages",

@@ -291,6 +291,8 @@ def test_web_worker_and_beat_run_the_images_commands(default_docs: list[Manifest
         "triage",
         "worker",
     ]
+    # Both queues the settings declare (tests/test_celery_queues.py).
+    assert "--queues=escalation,celery" in container(default_docs, "triage-worker")["command"]
     assert container(default_docs, "triage-beat")["command"] == [
         "celery",
         "-A",

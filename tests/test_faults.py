@@ -424,7 +424,11 @@ def test_beat_stopped_for_a_minute_catches_up_once_and_at_once(
         # still, they would see the moved deadlines; a minute's wait drained
         # them unseen).
         wait_for(
-            lambda: redis.llen("celery") == 0 and redis.hlen("unacked") == 0,
+            lambda: (
+                redis.llen("escalation") == 0
+                and redis.llen("celery") == 0
+                and redis.hlen("unacked") == 0
+            ),
             30,
             "the worker has run every check beat sent",
         )

@@ -102,3 +102,13 @@ def test_incidents_opened_and_acknowledged_by_any_process_are_counted(
     assert 'triage_time_to_acknowledge_seconds_bucket{le="60.0"} 0.0' in body
     assert 'triage_time_to_acknowledge_seconds_bucket{le="120.0"} 1.0' in body
     assert "triage_time_to_acknowledge_seconds_count 1.0" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_escalation_checks_queue_is_measured_beside_the_default_one(
+    client: Client, redis: Any
+) -> None:
+    redis.lpush("escalation", "a", "b")
+    body = client.get("/metrics").content.decode()
+    assert 'triage_celery_queue_length{queue="escalation"} 2.0' in body
+    assert 'triage_celery_queue_length{queue="celery"} 0.0' in body

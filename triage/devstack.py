@@ -45,6 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 STOP_TIMEOUT = 20.0
+# The queues `run`'s worker consumes, beat's escalation checks first
+# (settings.CELERY_TASK_QUEUES; tests/test_celery_queues.py holds them equal).
+WORKER_QUEUES = "escalation,celery"
 
 _COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m"]
 _RESET = "\033[0m"
@@ -374,7 +377,19 @@ def run(port: int) -> int:
             )
             stack.start(
                 "worker",
-                [str(BIN / "celery"), "-A", "triage", "worker", "-l", "INFO", "--concurrency", "2"],
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "triage",
+                    "worker",
+                    "-l",
+                    "INFO",
+                    "--concurrency",
+                    "2",
+                    # Escalation checks have their own queue (settings.CELERY_TASK_QUEUES).
+                    "--queues",
+                    WORKER_QUEUES,
+                ],
             )
             stack.start(
                 "beat",

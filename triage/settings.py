@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from triage.env import (
     env_bool,
@@ -321,11 +322,27 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 10)
 # Redis redelivers an unacknowledged task after this many seconds; it must be
 # longer than the longest task, or a slow task would run twice at once.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 3}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT * 3,
+    # Poll the queues in CELERY_TASK_QUEUES' order, escalation checks first.
+    "queue_order_strategy": "priority",
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Two queues, and every worker consumes both (a worker given no --queues
+# takes every queue listed here; the commands triage ships name them anyway).
+# "escalation" carries beat's escalation checks; "celery", Celery's default,
+# everything else: the storm chunks a check hands out, deliveries, chat. An
+# escalation storm queues thousands of deliveries, and beat's next checks no
+# longer wait behind them: the workers poll the queues in the order listed
+# ("priority" in the transport options above), so a check waits at most for
+# the tasks already running. A check is one Redis call when nothing is due.
+ESCALATION_QUEUE = "escalation"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue(ESCALATION_QUEUE), Queue(CELERY_TASK_DEFAULT_QUEUE))
+CELERY_TASK_ROUTES = {"paging.check_escalations": {"queue": ESCALATION_QUEUE}}
 ESCALATION_CHECK_SECONDS = env_float("ESCALATION_CHECK_SECONDS", 1.0, minimum=0.1)
 RECONCILE_SECONDS = env_float("RECONCILE_SECONDS", 60.0, minimum=1.0)
 # How long a claimed deadline stays hidden from other checkers; a checker that
