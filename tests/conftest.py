@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 from django_redis import get_redis_connection
 from redis import Redis
 from time_machine import TimeMachineFixture
@@ -31,6 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # code for that check to protect, so the tests switch it off.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
+
+QUICK_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
 
 # --- WhiteNoise's file scan, once per test process ---------------------------
 #
@@ -87,6 +89,21 @@ def _scan_files_once(self: WhiteNoiseMiddleware, root: str, prefix: str) -> None
 
 
 WhiteNoiseMiddleware.update_files_dictionary = _scan_files_once  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _quick_passwords(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A cheap hasher first: a PBKDF2 hash or check costs ~0.3-1 s of CPU and
+    many tests log in through the form, set passwords or create admins; what
+    they assert does not depend on the hash's cost. The real hashers stay
+    listed, so a PBKDF2 hash still verifies. Tests marked ``slow`` keep the
+    production list: the processes they start (gunicorn, workers) read the
+    real settings and must be able to check a password the test stored."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    with override_settings(PASSWORD_HASHERS=[QUICK_HASHER, *settings.PASSWORD_HASHERS]):
+        yield
 
 
 @pytest.fixture(autouse=True)
