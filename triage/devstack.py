@@ -400,8 +400,9 @@ def run(port: int) -> int:
     return code
 
 
-# Tests that start no extra process (servers, workers, browsers): `make check`.
-QUICK_TESTS = "not slow and not browser"
+# Tests that start no extra process (servers, workers, browsers, a short
+# manage.py command): `make check`.
+QUICK_TESTS = "not slow and not browser and not subprocess"
 
 
 def _workers() -> int:
