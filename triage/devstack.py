@@ -445,8 +445,8 @@ def _static_fingerprint() -> str:
                 digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     # Each installed distribution's name and version, from the names of the
     # .dist-info folders (one directory listing, not every METADATA file).
-    for folder in sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}):
-        installed = sorted(path.name for path in Path(folder).glob("*.dist-info"))
+    for site in sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}):
+        installed = sorted(path.name for path in Path(site).glob("*.dist-info"))
         digest.update("\n".join(installed).encode())
     return digest.hexdigest()
 
