@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 from django_redis import get_redis_connection
 from redis import Redis
 from time_machine import TimeMachineFixture
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from accounts.tokens import NewToken, create_api_token
 from incidents.models import Service
@@ -27,6 +30,80 @@ def pytest_configure(config: pytest.Config) -> None:
     # synchronous ORM calls whenever a loop is running. triage has no async
     # code for that check to protect, so the tests switch it off.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+QUICK_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
+
+# --- WhiteNoise's file scan, once per test process ---------------------------
+#
+# Django's test client builds its middleware afresh for every Client (every
+# test, often several per test), and WhiteNoiseMiddleware's constructor walks
+# STATIC_ROOT and builds headers for each of its ~700 files (hashed copies and
+# their .gz/.br variants): ~0.1 s of CPU per client, about half of what the
+# tests that make requests cost in all. The result depends only on the
+# folder's files and on the settings read below, so it is computed once per
+# (folder, settings) and copied into each new middleware. A test that changes
+# one of those settings, or the folder (its modification time, or the
+# manifest's, moves), gets a scan of its own, as before. Served responses are
+# built per request from the shared StaticFile objects, which hold paths and
+# headers only. Subprocesses (gunicorn, workers) do not load this file: they
+# scan once per process as in production.
+_scan_files = WhiteNoiseMiddleware.update_files_dictionary
+_scanned: dict[tuple[object, ...], dict[str, Any]] = {}
+
+
+def _folder_version(root: str) -> tuple[int, ...]:
+    stamps = []
+    for path in (root, os.path.join(root, "staticfiles.json")):
+        with contextlib.suppress(OSError):
+            stamps.append(os.stat(path).st_mtime_ns)
+    return tuple(stamps)
+
+
+def _scan_files_once(self: WhiteNoiseMiddleware, root: str, prefix: str) -> None:
+    key = (
+        root,
+        prefix,
+        type(self),
+        _folder_version(root),
+        *(
+            repr(getattr(settings, name, None))
+            for name in ("DEBUG", "STATIC_URL", "STATIC_ROOT", "STORAGES", "FORCE_SCRIPT_NAME")
+        ),
+        *(
+            repr((name, getattr(settings, name)))
+            for name in dir(settings)
+            if name.startswith("WHITENOISE_")
+        ),
+    )
+    found = _scanned.get(key)
+    if found is None:
+        into, self.files = self.files, {}
+        try:
+            _scan_files(self, root, prefix)
+            found = self.files
+        finally:
+            self.files = into
+        _scanned[key] = found
+    self.files.update(found)
+
+
+WhiteNoiseMiddleware.update_files_dictionary = _scan_files_once  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _quick_passwords(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A cheap hasher first: a PBKDF2 hash or check costs ~0.3-1 s of CPU and
+    many tests log in through the form, set passwords or create admins; what
+    they assert does not depend on the hash's cost. The real hashers stay
+    listed, so a PBKDF2 hash still verifies. Tests marked ``slow`` keep the
+    production list: the processes they start (gunicorn, workers) read the
+    real settings and must be able to check a password the test stored."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    with override_settings(PASSWORD_HASHERS=[QUICK_HASHER, *settings.PASSWORD_HASHERS]):
+        yield
 
 
 @pytest.fixture(autouse=True)

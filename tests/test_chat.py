@@ -647,6 +647,7 @@ def test_staff_give_a_service_a_chat_channel_in_the_admin(
     assert staff.get("/admin/chat/chatmessage/add/").status_code == 403
 
 
+@pytest.mark.subprocess
 def test_chat_secrets_can_come_from_mounted_files(tmp_path: Any) -> None:
     import subprocess
     import sys

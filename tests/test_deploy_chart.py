@@ -456,6 +456,7 @@ def test_the_lifetime_of_notification_links_is_a_chart_value() -> None:
         render(with_values(REQUIRED, config__actionLinkMaxAge=10))
 
 
+@pytest.mark.subprocess
 def test_django_finds_nothing_to_warn_about_in_the_production_settings(
     production_docs: list[Manifest],
 ) -> None:
@@ -897,6 +898,7 @@ def test_oidc_values_the_app_would_refuse_are_refused_by_the_values_schema(
         render(with_values(REQUIRED, oidc={**OIDC, "clientSecret": "x", **bad}))
 
 
+@pytest.mark.subprocess
 def test_django_finds_nothing_to_warn_about_with_the_oidc_settings_the_chart_renders() -> None:
     values = with_values(PRODUCTION, oidc={**OIDC, "passwordLogin": False})
     config = one(manifests(values), "ConfigMap", "triage")["data"]

@@ -454,6 +454,7 @@ def _run(message: bytes, *args: str, **env: str) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_the_process_exits_with_the_status_postfix_and_exim_act_on(web: Service) -> None:
     integration(web, "email", email={"address": ADDRESS})
@@ -471,6 +472,7 @@ def test_the_process_exits_with_the_status_postfix_and_exim_act_on(web: Service)
     assert Incident.objects.count() == 1
 
 
+@pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_with_the_database_down_the_mta_keeps_the_message_for_later(web: Service) -> None:
     integration(web, "email", email={"address": ADDRESS})

@@ -247,6 +247,7 @@ def test_a_missing_file_is_refused(tmp_path: Path, web: Service) -> None:
 # --- bounded input --------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_an_endless_file_is_refused_at_once_without_hanging(web: Service) -> None:
     # Before, the command read /dev/zero until memory ran out.
     started = time.monotonic()

@@ -72,6 +72,7 @@ def test_a_scrape_during_a_redis_outage_still_answers(
     assert "triage_escalation_due_backlog" not in response.content.decode()
 
 
+@pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_incidents_opened_and_acknowledged_by_any_process_are_counted(
     client: Client, redis: Any

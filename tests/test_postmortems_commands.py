@@ -45,6 +45,7 @@ def test_several_files_print_a_json_array_in_order() -> None:
     assert [report["file"] for report in json.loads(out)] == names
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("name", "line", "message", "options"),
     [
@@ -76,6 +77,7 @@ def test_a_malformed_table_is_file_line_message_and_exit_status_1(
     assert message in result.stderr
 
 
+@pytest.mark.subprocess
 def test_an_unknown_type_is_reported_as_skipped_and_not_safe_with_a_warning() -> None:
     path = str(SAMPLES / "malformed_type.md")
     result = subprocess.run(

@@ -577,6 +577,7 @@ def test_pages_carry_the_security_headers(alice_client: Client) -> None:
     assert response["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.subprocess
 def test_check_deploy_is_clean_under_production_settings() -> None:
     env = app_env(
         DEBUG="false",

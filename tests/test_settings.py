@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Each test starts manage.py: `make test` runs them, `make check` does not.
+pytestmark = pytest.mark.subprocess
 
 
 def start_with(**overrides: str | None) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from tests.processes import BIN, ROOT, app_env
 
 PROBE = """
@@ -29,6 +31,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.subprocess
 def test_a_worker_imports_every_view_and_compiles_the_first_pages_on_boot() -> None:
     probe = subprocess.run(
         [str(BIN / "python"), "-c", PROBE],
