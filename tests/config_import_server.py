@@ -209,7 +209,9 @@ def api_server(flavour: str, token: str, tls_dir: Path | None = None) -> Iterato
         server.socket = context.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     box.append(Api(url=f"{scheme}://127.0.0.1:{server.server_port}", token=token))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield box[0]

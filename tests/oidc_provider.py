@@ -202,7 +202,10 @@ def oidc_provider(**options: Any) -> Iterator[OidcProvider]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     box.append(OidcProvider(issuer=f"http://127.0.0.1:{server.server_address[1]}", **options))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s a test by default.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield box[0]

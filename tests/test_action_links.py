@@ -407,7 +407,9 @@ class NtfyStandIn(BaseHTTPRequestHandler):
 def ntfy() -> Iterator[str]:
     NtfyStandIn.received = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), NtfyStandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield f"ntfy://127.0.0.1:{server.server_port}/pager?priority=high"

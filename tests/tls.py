@@ -79,7 +79,9 @@ def https_server(directory: Path) -> Iterator[HttpsServer]:
     # server_close() then waits for request threads, which close their
     # database connections last: the test database can be dropped after.
     server.daemon_threads = False
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield HttpsServer(f"https://127.0.0.1:{server.server_address[1]}", cert_file)
