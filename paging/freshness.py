@@ -1,14 +1,17 @@
 """Paging settings the dashboard shows, connected to the read model's version
 (triage.readmodel): who is next in "next: level 2 — bob" (policies, their
-levels and people, schedules, rotations, overrides) and "held by a
-maintenance window" (windows). Page deliveries bump in ``paging.notify``,
-the live paging state in ``paging.state``."""
+levels and people, schedules, rotations, overrides), "held by a
+maintenance window" (windows) and the header's count of cover requests
+waiting for an answer (cover requests, and who is on which rotation). Page
+deliveries bump in ``paging.notify``, the live paging state in
+``paging.state``."""
 
 from __future__ import annotations
 
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from paging.models import (
+    CoverRequest,
     EscalationLevel,
     EscalationPolicy,
     MaintenanceWindow,
@@ -28,6 +31,7 @@ def _changed(**_: object) -> None:
 
 def connect() -> None:
     for model in (
+        CoverRequest,  # the header's badge (paging.shift_selectors.waiting_count)
         EscalationPolicy,
         EscalationLevel,
         Schedule,

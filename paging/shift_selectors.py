@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
 
 from paging import oncall
 from paging.models import CoverRequest, CoverStatus, RotationMember, Schedule, ShiftChange
+from triage import readmodel
+
+logger = logging.getLogger(__name__)
 
 RECENT = timedelta(days=14)
 
@@ -51,8 +58,48 @@ def waiting_for(user: User, *, now: datetime) -> list[CoverRequest]:
 
 def waiting_count(user: User, *, now: datetime) -> int:
     """How many requests wait for the user's answer: the header's badge, on
-    every full page, so one small COUNT over the pending rows."""
-    return _waiting(user, now=now).count()
+    every full page. Cached per person under the settings' version, so a
+    page costs one Redis round trip, not a query, until something changes.
+
+    Why the cached count cannot be wrong: every write to what ``_waiting``
+    reads (cover requests, rotations and their members, schedules) bumps
+    the settings' version after its commit (``paging.freshness``, and
+    ``paging.shifts`` for its conditional updates), and the entry is tagged
+    with the version read *before* the count, so a count read across a
+    change carries the older tag and is read again next time. Time only
+    takes requests away (``end__gt=now``): the entry says from when and
+    until when (the earliest end it counted) it holds. Without Redis, every
+    page counts in PostgreSQL.
+    """
+    key = f"triage:covers:waiting:{user.pk}"
+    try:
+        current, entry = readmodel.settings_version_and(key)
+    except (RedisError, OSError):
+        return _waiting(user, now=now).count()
+    found = _read_entry(entry, current, now)
+    if found is not None:
+        return found
+    counted = _waiting(user, now=now).aggregate(count=Count("pk"), until=Min("end"))
+    until = counted["until"].timestamp() if counted["until"] else math.inf
+    try:
+        get_redis_connection("default").set(
+            key, f"{current}:{counted['count']}:{now.timestamp()}:{until}", ex=readmodel.ENTRY_TTL
+        )
+    except (RedisError, OSError):
+        logger.warning("redis unavailable; the cover-request badge was not cached")
+    return int(counted["count"])
+
+
+def _read_entry(entry: bytes | None, current: int, now: datetime) -> int | None:
+    """The count in ``entry`` if it was read at ``current`` and holds at ``now``."""
+    if entry is None:
+        return None
+    try:
+        version, count, since, until = entry.decode().split(":")
+        valid = int(version) == current and float(since) <= now.timestamp() < float(until)
+        return int(count) if valid else None
+    except ValueError:  # not an entry this code wrote: count again
+        return None
 
 
 def asked_by(user: User, *, now: datetime) -> list[CoverRequest]:

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from paging.models import CoverRequest, CoverStatus, Override, Schedule, ShiftChange
+from triage import readmodel
 from triage.celery import app as celery_app
 
 # Longer changes are the admin's business (a new rotation, not an override).
@@ -191,6 +192,9 @@ def _settle(cover: CoverRequest, status: CoverStatus, actor: User, now: datetime
         current = CoverRequest.objects.get(pk=cover.pk).get_status_display().lower()
         raise ShiftRefused(f"This request was already answered: {current}.")
     cover.status, cover.decided_by, cover.decided_at = status, actor, now
+    # A conditional update sends no signal: the header's badge is cached
+    # under the settings' version (paging.shift_selectors.waiting_count).
+    readmodel.bump_settings_after_commit()
 
 
 @transaction.atomic

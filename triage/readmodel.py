@@ -63,6 +63,14 @@ def version_and(key: str) -> tuple[int, bytes | None]:
     return int(current or 0), value
 
 
+def settings_version_and(key: str) -> tuple[int, bytes | None]:
+    """The settings' version and the raw value at ``key``, in one round trip
+    (a reader's small entry that says which settings version it was read
+    at); raises RedisError/OSError when Redis is unavailable."""
+    current, value = get_redis_connection("default").mget([SETTINGS_KEY, key])
+    return int(current or 0), value
+
+
 def bump() -> None:
     """Something open changed: retire every cached read (now; see bump_after_commit)."""
     try:
