@@ -46,6 +46,7 @@ new-incident path and owns resolving and splitting.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -107,6 +108,24 @@ class Alerted:
     severity: str
     details: str
     source: str
+
+
+# When this process last saw each service storm (service id → monotonic
+# time until which its new alerts try the lock-free join first). A hint
+# only: it picks which of two correct ways is tried first, so a stale or
+# missing entry costs one statement, never a wrong home; plain dict reads
+# and writes, atomic under the GIL, so threads need no lock.
+_STORMED_UNTIL: dict[int, float] = {}
+
+
+def stormed_lately(service: Service) -> bool:
+    """Whether this process saw the service's storm take an alert within its
+    quiet period: its next new alert probably joins the storm too."""
+    return _STORMED_UNTIL.get(service.pk, 0.0) > time.monotonic()
+
+
+def _stormed(service: Service) -> None:
+    _STORMED_UNTIL[service.pk] = time.monotonic() + limits(service).quiet.total_seconds()
 
 
 def lock_service(service: Service) -> None:
@@ -172,6 +191,7 @@ def room(service: Service, keys: Sequence[str], *, source: str, now: datetime) -
     rules = limits(service)
     storm = open_storm_locked(service)
     if storm is not None and _storming(storm, keys, rules.quiet, now):
+        _stormed(service)
         return Room(0, storm)
     if rules.threshold == 0:
         return Room(len(keys))
@@ -181,6 +201,7 @@ def room(service: Service, keys: Sequence[str], *, source: str, now: datetime) -
     allowed = max(0, rules.threshold - recent)
     if allowed >= len(keys):
         return Room(len(keys))
+    _stormed(service)
     if storm is not None:
         return Room(allowed, storm)
     return Room(allowed, _open_storm(service, recent, rules, source, now), new_storm=True)
@@ -322,6 +343,7 @@ def join_storming(service: Service, alert: Alerted, *, now: datetime) -> Inciden
     if not joined:
         raise IncidentOpenedMeanwhile(f"{alert.dedup_key!r} has an incident of its own now")
     storm.service = service
+    _stormed(service)
     _raise_severity_shared(storm, alert.severity)
     if not listed:
         after_commit(readmodel.bump_throttled, f"storm:{storm.pk}", DASHBOARD_REFRESH_SECONDS)
