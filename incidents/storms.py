@@ -158,6 +158,30 @@ def open_storm_locked(service: Service) -> Incident | None:
     return storm
 
 
+def _storm_and_recent(
+    service: Service, rules: Limits, now: datetime
+) -> tuple[Incident | None, int]:
+    """The service's open storm, its row locked, and how many incidents of
+    their own the service opened within the window: one statement while no
+    storm is open (nearly always), the storm's lock after it when one is.
+
+    The caller holds the service's lock, under which alone storms are opened
+    and monitored incidents counted, so neither can appear between the two
+    statements; a storm resolved in between (a resolve does not take the
+    service's lock) is not found by the second, as if it had been resolved
+    before the first.
+    """
+    open_storm = Q(is_storm=True, status__in=OPEN_STATUSES)
+    recent = Q(is_storm=False, opened_at__gt=now - rules.window)
+    found = (
+        Incident.objects.filter(open_storm | recent, service=service)
+        .order_by()
+        .aggregate(storm=Max("pk", filter=open_storm), recent=Count("pk", filter=recent))
+    )
+    storm = open_storm_locked(service) if found["storm"] is not None else None
+    return storm, found["recent"]
+
+
 def _storming(storm: Incident, keys: Sequence[str], quiet: timedelta, now: datetime) -> bool:
     """Whether new alerts join ``storm``: one of ``keys`` fires in it already
     (it must not open a second home), or a new alert joined it within the
@@ -189,15 +213,15 @@ def room(service: Service, keys: Sequence[str], *, source: str, now: datetime) -
     With a storm open and storming, none may: every key joins it.
     """
     rules = limits(service)
-    storm = open_storm_locked(service)
+    if rules.threshold == 0:
+        storm, recent = open_storm_locked(service), 0
+    else:
+        storm, recent = _storm_and_recent(service, rules, now)
     if storm is not None and _storming(storm, keys, rules.quiet, now):
         _stormed(service)
         return Room(0, storm)
     if rules.threshold == 0:
         return Room(len(keys))
-    recent = Incident.objects.filter(
-        service=service, is_storm=False, opened_at__gt=now - rules.window
-    ).count()
     allowed = max(0, rules.threshold - recent)
     if allowed >= len(keys):
         return Room(len(keys))
