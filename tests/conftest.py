@@ -141,6 +141,24 @@ def redis() -> Iterator[Redis]:
 
 
 @pytest.fixture
+def redis_unreachable(settings: Any) -> None:
+    """Every cache alias (the sessions' too) pointed where nothing listens,
+    failing fast: Redis down for the rest of the test."""
+    settings.CACHES = {
+        alias: {
+            **config,
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {
+                **config.get("OPTIONS", {}),
+                "SOCKET_CONNECT_TIMEOUT": 0.1,
+                "SOCKET_TIMEOUT": 0.1,
+            },
+        }
+        for alias, config in settings.CACHES.items()
+    }
+
+
+@pytest.fixture
 def alice(db: None) -> User:
     """A responder: logged in, not staff."""
     return UserFactory(username="alice")

@@ -88,21 +88,10 @@ def test_an_entry_it_did_not_write_is_counted_again(team: dict[str, User], redis
 
 
 def test_without_redis_every_page_counts_in_postgresql(
-    team: dict[str, User], settings: Any
+    team: dict[str, User], request: pytest.FixtureRequest
 ) -> None:
     ask(as_(team["ben"]), team["dee"])
-    settings.CACHES = {
-        alias: {
-            **config,
-            "LOCATION": "redis://127.0.0.1:9/0",
-            "OPTIONS": {
-                **config.get("OPTIONS", {}),
-                "SOCKET_CONNECT_TIMEOUT": 0.1,
-                "SOCKET_TIMEOUT": 0.1,
-            },
-        }
-        for alias, config in settings.CACHES.items()
-    }
+    request.getfixturevalue("redis_unreachable")  # from here on
     with CaptureQueriesContext(connection) as captured:
         assert shift_selectors.waiting_count(team["dee"], now=NOW) == 1
         assert shift_selectors.waiting_count(team["dee"], now=NOW) == 1
