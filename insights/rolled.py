@@ -22,18 +22,23 @@ and the live incidents, grouped and ordered as the live path orders them.
 from __future__ import annotations
 
 import math
+import threading
+from array import array
 from bisect import bisect_right
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from itertools import chain
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
 
 from incidents.models import OPEN_STATUSES, EventKind, Incident, Service, Status, TimelineEvent
 from insights import rollups
@@ -58,6 +63,7 @@ from insights.selectors import (
     zone,
 )
 from paging.models import Page
+from triage import readmodel
 
 
 @dataclass(frozen=True)
@@ -74,16 +80,25 @@ class _Live:
 
 @dataclass
 class _Tally:
+    """One service's incidents, escalations and sorted durations."""
+
     incidents: int = 0
     escalated: int = 0
-    to_acknowledge: list[Sequence[int]] = field(default_factory=list)
-    to_resolve: list[Sequence[int]] = field(default_factory=list)
+    to_acknowledge: list[int] = field(default_factory=list)
+    to_resolve: list[int] = field(default_factory=list)
 
-    def add(self, incidents: int, escalated: int, ack: Sequence[int], res: Sequence[int]) -> None:
-        self.incidents += incidents
-        self.escalated += escalated
-        self.to_acknowledge.append(ack)
-        self.to_resolve.append(res)
+
+@dataclass(frozen=True)
+class _Rolled:
+    """What the roll-ups of a range's closed days say, for one service or
+    all of them: each service's counts and durations (merged and sorted
+    once, kept packed), the incidents per day, and each person's pages (by
+    user id: names are read on every request, so a renamed person shows
+    under the new name)."""
+
+    tallies: dict[int, tuple[int, int, array[int], array[int]]]
+    per_day: dict[date, int]
+    pages: dict[int, tuple[int, int, int]]
 
 
 def percentile(values: Sequence[int], fraction: float) -> timedelta | None:
@@ -156,18 +171,14 @@ def rolled_health(
         cutoffs = _cutoffs(closed)
         if len(cutoffs) < len(closed):  # being rolled again right now
             return health(days, service, now=now)
-    live = _live(start, now, cutoffs, service)
-    tallies = _tallies(closed, live, service)
-    # Each service's durations sorted once (its median needs them); the
-    # overall percentiles are picked from those sorted runs, not merged.
-    sorted_ack = {pk: _sorted(tally.to_acknowledge) for pk, tally in tallies.items()}
-    sorted_res = {pk: _sorted(tally.to_resolve) for pk, tally in tallies.items()}
-    overall = _Tally()
-    per_day: Counter[date] = Counter()
-    for tally in tallies.values():
-        overall.incidents += tally.incidents
-        overall.escalated += tally.escalated
-    per_day.update(_rolled_per_day(closed, service))
+    rolled = _closed_part(closed, cutoffs, service)
+    live = _live(start, now, {day: cutoff for day, (cutoff, _) in cutoffs.items()}, service)
+    tallies = _tallies(rolled, live)
+    # Each service's durations sorted (its median needs them); the overall
+    # percentiles are picked from those sorted runs, not merged.
+    sorted_ack = {pk: tally.to_acknowledge for pk, tally in tallies.items()}
+    sorted_res = {pk: tally.to_resolve for pk, tally in tallies.items()}
+    per_day: Counter[date] = Counter(rolled.per_day)
     per_day.update(row.day for row in live)
     return Health(
         days=days,
@@ -175,20 +186,117 @@ def rolled_health(
         start=start,
         end=now,
         time_zone=settings.TIME_ZONE,
-        incidents=overall.incidents,
+        incidents=sum(tally.incidents for tally in tallies.values()),
         per_day=[(day, per_day[day]) for day in calendar],
         acknowledge=_durations(list(sorted_ack.values())),
         resolve=_durations(list(sorted_res.values())),
-        escalated=overall.escalated,
+        escalated=sum(tally.escalated for tally in tallies.values()),
         noisiest=_noisiest(closed, live, service),
-        pages=_pages(closed, now, service),
+        pages=_pages(rolled, now, service),
         services=[] if service is not None else _per_service(tallies, sorted_ack, sorted_res),
     )
 
 
-def _cutoffs(closed: list[date]) -> dict[date, datetime]:
-    return dict(
-        RolledDay.objects.filter(day__in=closed, basis=rollups.basis()).values_list("day", "cutoff")
+def _cutoffs(closed: list[date]) -> dict[date, tuple[datetime, int]]:
+    """Each rolled day's cutoff and the id of its ``RolledDay`` row."""
+    return {
+        day: (cutoff, pk)
+        for day, cutoff, pk in RolledDay.objects.filter(
+            day__in=closed, basis=rollups.basis()
+        ).values_list("day", "cutoff", "pk")
+    }
+
+
+# The closed part of recent ranges, per process (``_closed_part``): at most
+# a range per service and the overall one for each of the three ranges, a
+# few MB of packed durations at 100,000 incidents.
+_REMEMBERED: OrderedDict[tuple[object, ...], _Rolled] = OrderedDict()
+_REMEMBERED_MAX = 3 * 8
+_remembered_lock = threading.Lock()
+
+
+def _closed_part(
+    closed: list[date], cutoffs: dict[date, tuple[datetime, int]], service: Service | None
+) -> _Rolled:
+    """The roll-ups of the closed days, read from PostgreSQL once per
+    process for the same roll-up rows.
+
+    Why a remembered part cannot be stale: it is named by the ids of the
+    ``RolledDay`` rows it was read under, and a day's roll-up rows never
+    change in place. Rolling a day again (``rollups.roll``) deletes its
+    ``RolledDay`` row and inserts a new one, with a new id, in the same
+    transaction as its new rows; a reader that sees the new rows sees the
+    new id, and the name with the old id is never asked for again. (A roll
+    that commits between the read of the ids and the read of the rows puts
+    the new rows under the old ids' name: a name no later request reads.)
+    Deleting a service or a person deletes their roll-up rows without a new
+    roll: the name also holds the settings' version (``triage.readmodel``),
+    which every change to a service or a person bumps after its commit and
+    which is read before the rows. Without Redis, nothing is remembered.
+    Threads of one process may each read the same part at once: identical
+    read-only queries, one of them kept.
+    """
+    version = _settings_version()
+    if version is None:
+        return _read_closed(closed, service)
+    rolled_ids = tuple(sorted(pk for _, pk in cutoffs.values()))
+    name = (service.pk if service else None, version, rolled_ids)
+    with _remembered_lock:
+        found = _REMEMBERED.get(name)
+        if found is not None:
+            _REMEMBERED.move_to_end(name)
+            return found
+    rolled = _read_closed(closed, service)
+    with _remembered_lock:
+        _REMEMBERED[name] = rolled
+        while len(_REMEMBERED) > _REMEMBERED_MAX:
+            _REMEMBERED.popitem(last=False)
+    return rolled
+
+
+def _settings_version() -> bytes | None:
+    try:
+        return get_redis_connection("default").get(readmodel.SETTINGS_KEY) or b"0"
+    except (RedisError, OSError):
+        return None
+
+
+def _read_closed(closed: list[date], service: Service | None) -> _Rolled:
+    health_rows = DayHealth.objects.filter(day__in=closed)
+    pages_rows = DayPages.objects.filter(day__in=closed)
+    if service is not None:
+        health_rows = health_rows.filter(service=service)
+        pages_rows = pages_rows.filter(service=service)
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    runs: dict[int, tuple[list[Sequence[int]], list[Sequence[int]]]] = defaultdict(lambda: ([], []))
+    per_day: Counter[date] = Counter()
+    for day, service_id, incidents, escalated, ack, res in health_rows.values_list(
+        "day", "service_id", "incidents", "escalated", "to_acknowledge", "to_resolve"
+    ):
+        per_day[day] += incidents
+        counts[service_id][0] += incidents
+        counts[service_id][1] += escalated
+        runs[service_id][0].append(unpack(ack))
+        runs[service_id][1].append(unpack(res))
+    pages = {
+        user_id: (b, n, w)
+        for user_id, b, n, w in pages_rows.values("user_id")
+        .annotate(b=Sum("business_hours"), n=Sum("nights"), w=Sum("weekends"))
+        .values_list("user_id", "b", "n", "w")
+        .order_by()
+    }
+    return _Rolled(
+        tallies={
+            pk: (
+                incidents,
+                escalated,
+                array("q", _sorted(runs[pk][0])),
+                array("q", _sorted(runs[pk][1])),
+            )
+            for pk, (incidents, escalated) in counts.items()
+        },
+        per_day=dict(per_day),
+        pages=pages,
     )
 
 
@@ -204,8 +312,11 @@ def _live(
     )
     if service is not None:
         candidates = candidates.filter(service=service)
+    # Bounded by the range's start as ``selectors.escalated_past_first_level``
+    # is (an incident escalates after it opened): read through the partial
+    # index timeline_escalated, not every escalation ever.
     escalations = TimelineEvent.objects.filter(
-        incident=OuterRef("pk"), kind=EventKind.ESCALATED, data__level__gte=2
+        incident=OuterRef("pk"), kind=EventKind.ESCALATED, data__level__gte=2, created_at__gte=start
     )
     rows = candidates.annotate(
         day=TruncDate("opened_at", tzinfo=zone()),
@@ -228,30 +339,33 @@ def _live(
     ]
 
 
-def _tallies(closed: list[date], live: list[_Live], service: Service | None) -> dict[int, _Tally]:
-    rolled = DayHealth.objects.filter(day__in=closed)
-    if service is not None:
-        rolled = rolled.filter(service=service)
+def _tallies(rolled: _Rolled, live: list[_Live]) -> dict[int, _Tally]:
+    """Each service's closed part with its live incidents added, durations
+    sorted (the closed ones are one sorted run: adding a few live ones and
+    sorting again is a merge of two runs)."""
+    live_ack: dict[int, list[int]] = defaultdict(list)
+    live_res: dict[int, list[int]] = defaultdict(list)
     tallies: dict[int, _Tally] = defaultdict(_Tally)
-    for service_id, incidents, escalated, ack, res in rolled.values_list(
-        "service_id", "incidents", "escalated", "to_acknowledge", "to_resolve"
-    ):
-        tallies[service_id].add(incidents, escalated, unpack(ack), unpack(res))
     for row in live:
-        tallies[row.service_id].add(
-            1,
-            int(row.escalated),
-            [] if row.to_acknowledge is None else [row.to_acknowledge],
-            [] if row.to_resolve is None else [row.to_resolve],
-        )
+        tally = tallies[row.service_id]
+        tally.incidents += 1
+        tally.escalated += int(row.escalated)
+        if row.to_acknowledge is not None:
+            live_ack[row.service_id].append(row.to_acknowledge)
+        if row.to_resolve is not None:
+            live_res[row.service_id].append(row.to_resolve)
+    for pk, (incidents, escalated, ack, res) in rolled.tallies.items():
+        tally = tallies[pk]
+        tally.incidents += incidents
+        tally.escalated += escalated
+        tally.to_acknowledge = ack.tolist()
+        tally.to_resolve = res.tolist()
+    for pk, tally in tallies.items():
+        tally.to_acknowledge += sorted(live_ack[pk])
+        tally.to_acknowledge.sort()
+        tally.to_resolve += sorted(live_res[pk])
+        tally.to_resolve.sort()
     return tallies
-
-
-def _rolled_per_day(closed: list[date], service: Service | None) -> dict[date, int]:
-    rolled = DayHealth.objects.filter(day__in=closed)
-    if service is not None:
-        rolled = rolled.filter(service=service)
-    return dict(rolled.values("day").annotate(n=Sum("incidents")).values_list("day", "n"))
 
 
 def _per_service(
@@ -346,23 +460,18 @@ def _noisiest(closed: list[date], live: list[_Live], service: Service | None) ->
     ]
 
 
-def _pages(closed: list[date], now: datetime, service: Service | None) -> list[PersonPages]:
+def _pages(rolled: _Rolled, now: datetime, service: Service | None) -> list[PersonPages]:
     today_start = datetime.combine(timezone.localtime(now, zone()).date(), time(0), tzinfo=zone())
-    rolled = DayPages.objects.filter(day__in=closed)
     today = Page.objects.filter(created_at__gte=today_start, created_at__lte=now)
     if service is not None:
-        rolled = rolled.filter(service=service)
         today = today.filter(incident__service=service)
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for row in (
-        rolled.values("user__username")
-        .annotate(b=Sum("business_hours"), n=Sum("nights"), w=Sum("weekends"))
-        .values_list("user__username", "b", "n", "w")
-        .order_by()
-    ):
-        counts[row[0]] = list(row[1:])
+    names = dict(
+        get_user_model().objects.filter(pk__in=list(rolled.pages)).values_list("pk", "username")
+    )
+    # A person deleted since is not counted (nor by the live path).
+    counts = {names[pk]: list(tally) for pk, tally in rolled.pages.items() if pk in names}
     for person in pages_per_person(today):
-        tally = counts[person.username]
+        tally = counts.setdefault(person.username, [0, 0, 0])
         tally[0] += person.business_hours
         tally[1] += person.nights
         tally[2] += person.weekends
