@@ -21,6 +21,7 @@ and the live incidents, grouped and ordered as the live path orders them.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 from array import array
@@ -28,13 +29,13 @@ from bisect import bisect_right
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from itertools import chain
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import chain, islice
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django_redis import get_redis_connection
@@ -43,7 +44,7 @@ from redis.exceptions import RedisError
 from incidents.models import OPEN_STATUSES, EventKind, Incident, Service, Status, TimelineEvent
 from insights import rollups
 from insights.aggregates import Microseconds
-from insights.models import DayHealth, DayPages, RolledDay, unpack
+from insights.models import DayHealth, DayNoise, DayPages, RolledDay, unpack
 from insights.selectors import (
     IS_DEDUP_KEY,
     NOISE_KEY,
@@ -76,6 +77,11 @@ class _Live:
     escalated: bool
     to_acknowledge: int | None
     to_resolve: int | None
+    opened_at: int  # microseconds since the epoch: compared, not shown
+
+
+# A noisiest-alerts group: service id, whether the key is a dedup key, the key.
+_Group = tuple[int, bool, str]
 
 
 @dataclass
@@ -99,6 +105,11 @@ class _Rolled:
     tallies: dict[int, tuple[int, int, array[int], array[int]]]
     per_day: dict[date, int]
     pages: dict[int, tuple[int, int, int]]
+    # Every group's incidents, latest opening (microseconds since the epoch)
+    # and alert repeats, and the noisiest groups in the order PostgreSQL
+    # gives them.
+    noise: dict[_Group, tuple[int, int, int]]
+    noisiest: list[_Group]
 
 
 def percentile(values: Sequence[int], fraction: float) -> timedelta | None:
@@ -191,7 +202,7 @@ def rolled_health(
         acknowledge=_durations(list(sorted_ack.values())),
         resolve=_durations(list(sorted_res.values())),
         escalated=sum(tally.escalated for tally in tallies.values()),
-        noisiest=_noisiest(closed, live, service),
+        noisiest=_noisiest(rolled, live),
         pages=_pages(rolled, now, service),
         services=[] if service is not None else _per_service(tallies, sorted_ack, sorted_res),
     )
@@ -261,6 +272,13 @@ def _settings_version() -> bytes | None:
         return None
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
 def _read_closed(closed: list[date], service: Service | None) -> _Rolled:
     health_rows = DayHealth.objects.filter(day__in=closed)
     pages_rows = DayPages.objects.filter(day__in=closed)
@@ -285,7 +303,22 @@ def _read_closed(closed: list[date], service: Service | None) -> _Rolled:
         .values_list("user_id", "b", "n", "w")
         .order_by()
     }
+    noise_rows = DayNoise.objects.filter(day__in=closed)
+    if service is not None:
+        noise_rows = noise_rows.filter(service=service)
+    # Ordered as the live path orders its groups (selectors._noisiest).
+    noise = {
+        (service_id, is_dedup_key, key): (incidents, _microseconds(last_opened_at), repeats)
+        for service_id, key, is_dedup_key, incidents, last_opened_at, repeats in noise_rows.values(
+            "service_id", "key", "is_dedup_key"
+        )
+        .annotate(n=Sum("incidents"), last=Max("last_opened_at"), repeats=Sum("alert_repeats"))
+        .order_by("-n", "-last", "key")
+        .values_list("service_id", "key", "is_dedup_key", "n", "last", "repeats")
+    }
     return _Rolled(
+        noise=noise,
+        noisiest=list(islice(noise, NOISIEST)),
         tallies={
             pk: (
                 incidents,
@@ -325,17 +358,21 @@ def _live(
         escalated=Exists(escalations),
         to_acknowledge=Microseconds(TO_ACKNOWLEDGE),
         to_resolve=Microseconds(TO_RESOLVE),
+        # Numbers, not datetimes: thousands of them are only compared.
+        opened=Microseconds("opened_at"),
+        resolved=Microseconds("resolved_at"),
     ).values_list(
         "pk", "service_id", "day", "key", "is_dedup_key", "escalated",
-        "to_acknowledge", "to_resolve", "status", "resolved_at",
+        "to_acknowledge", "to_resolve", "opened", "status", "resolved",
     )  # fmt: skip
+    limits = {day: _microseconds(cutoff) for day, cutoff in cutoffs.items()}
     return [
-        _Live(*row[:8])
+        _Live(*row[:9])
         for row in rows
         # Resolved by its day's cutoff: in the roll-up, not live.
         if row[2] == today
-        or row[8] != Status.RESOLVED
-        or (row[9] is not None and row[9] > cutoffs[row[2]])
+        or row[9] != Status.RESOLVED
+        or (row[10] is not None and row[10] > limits[row[2]])
     ]
 
 
@@ -393,48 +430,49 @@ def _per_service(
     return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
 
 
-_NOISIEST_SQL = """
-SELECT service_id, key, is_dedup_key, SUM(incidents) AS incidents,
-       MAX(last_opened_at) AS last_opened_at, SUM(alert_repeats) AS alert_repeats
-FROM (
-    SELECT service_id, key, is_dedup_key, incidents, last_opened_at, alert_repeats
-    FROM insights_daynoise
-    WHERE day = ANY(%(days)s) AND (%(service)s::bigint IS NULL OR service_id = %(service)s)
-    UNION ALL
-    SELECT service_id, COALESCE(NULLIF(dedup_key, ''), title), dedup_key <> '', 1, opened_at, 0
-    FROM incidents_incident
-    WHERE id = ANY(%(live)s)
-) AS noise
-GROUP BY service_id, key, is_dedup_key
-ORDER BY 4 DESC, 5 DESC, 2
-LIMIT %(limit)s
-"""
+# Keys in the order PostgreSQL sorts text (its collation), for ties.
+_KEY_ORDER_SQL = "SELECT key FROM unnest(%(keys)s::text[]) AS keys (key) ORDER BY key"
 
 
-def _noisiest(closed: list[date], live: list[_Live], service: Service | None) -> list[Noisy]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _NOISIEST_SQL,
-            {
-                "days": closed,
-                "service": service.pk if service else None,
-                "live": [row.pk for row in live],
-                "limit": NOISIEST,
-            },
-        )
-        top = cursor.fetchall()
-    if not top:
+def _noisiest(rolled: _Rolled, live: list[_Live]) -> list[Noisy]:
+    """The closed days' groups with the live incidents added, ranked as the
+    live path ranks them: by incidents, then latest opening, then key.
+
+    Only the closed part's noisiest groups and the groups of live incidents
+    can be among the noisiest: adding live incidents only raises a group's
+    count and latest opening, so every group the closed part ranks above a
+    group without live incidents stays above it.
+    """
+    added: dict[_Group, tuple[int, int]] = {}
+    for row in live:
+        group = (row.service_id, row.is_dedup_key, row.key)
+        n, last = added.get(group, (0, row.opened_at))
+        added[group] = (n + 1, max(last, row.opened_at))
+    totals: dict[_Group, tuple[int, int, int]] = {}
+    for group in chain(rolled.noisiest, added):
+        # A group the closed days do not have is a live incident's.
+        n, last, closed_repeats = rolled.noise.get(group) or (0, added[group][1], 0)
+        more, latest = added.get(group, (0, last))
+        totals[group] = (n + more, max(last, latest), closed_repeats)
+    if not totals:
         return []
-    groups = {
-        (service_id, is_dedup, key): int(repeats)
-        for service_id, key, is_dedup, _, _, repeats in top
-    }
+    # Groups below the tenth best count and latest opening cannot be among
+    # the noisiest; the rest are ordered by key as PostgreSQL orders text.
+    tenth = min(heapq.nlargest(NOISIEST, ((n, last) for n, last, _ in totals.values())))
+    near = [group for group, (n, last, _) in totals.items() if (n, last) >= tenth]
+    with connection.cursor() as cursor:
+        cursor.execute(_KEY_ORDER_SQL, {"keys": sorted({key for _, _, key in near})})
+        rank = {key: position for position, (key,) in enumerate(cursor.fetchall())}
+    near.sort(key=lambda group: rank[group[2]])
+    near.sort(key=lambda group: totals[group][:2], reverse=True)
+    top = near[:NOISIEST]
+    repeats_of = {group: totals[group][2] for group in top}
     # Repeats of the live incidents in the noisiest groups (the roll-ups
     # hold those of the others).
     owner = {
         row.pk: group
         for row in live
-        if (group := (row.service_id, row.is_dedup_key, row.key)) in groups
+        if (group := (row.service_id, row.is_dedup_key, row.key)) in repeats_of
     }
     if owner:
         for incident_id, n in (
@@ -444,19 +482,19 @@ def _noisiest(closed: list[date], live: list[_Live], service: Service | None) ->
             .values_list("incident_id", "n")
             .order_by()
         ):
-            groups[owner[incident_id]] += n
-    services = Service.objects.in_bulk({row[0] for row in top})
+            repeats_of[owner[incident_id]] += n
+    services = Service.objects.in_bulk({service_id for service_id, _, _ in top})
     return [
         Noisy(
             key=key,
             is_dedup_key=is_dedup,
             service=services[service_id].slug,
             service_name=services[service_id].name,
-            incidents=int(incidents),
-            alert_repeats=groups[(service_id, is_dedup, key)],
-            last_opened_at=last_opened_at,
+            incidents=totals[(service_id, is_dedup, key)][0],
+            alert_repeats=repeats_of[(service_id, is_dedup, key)],
+            last_opened_at=EPOCH + timedelta(microseconds=totals[(service_id, is_dedup, key)][1]),
         )
-        for service_id, key, is_dedup, incidents, last_opened_at, _ in top
+        for service_id, is_dedup, key in top
     ]
 
 
