@@ -4,6 +4,13 @@ the same data (tests/test_insights_rollups.py holds them equal), at the
 cost of ~90 small rows per service instead of every incident, timeline
 event and page of the range.
 
+The closed days' part (each service's counts and sorted durations, the
+incidents per day, each person's pages, every noisiest-alerts group) is
+read once per process for the same roll-up rows and remembered
+(``_closed_part`` says why it cannot be stale): a day's roll-up changes
+only when it is rolled again, while the figures' cache entry expires every
+minute. A cold entry then reads the roll-ups' ids and the live part only.
+
 Live, read from the incidents themselves: those opened today, those still
 open, and those resolved after their day's roll-up cutoff (``insights.
 rollups`` says why that split counts every incident once). They are few —
@@ -14,9 +21,11 @@ Medians and 90th percentiles are computed here from the exact, sorted
 durations the roll-ups keep, as PostgreSQL's ``percentile_cont`` does
 (interpolated between the two nearest values), to the microsecond (the
 live path interpolates intervals; the two may differ by rounding, by at
-most a microsecond). The noisiest alerts are ranked by one hand-written
-query (``_NOISIEST_SQL``, the one in this app): a UNION of the roll-up rows
-and the live incidents, grouped and ordered as the live path orders them.
+most a microsecond). The noisiest alerts are the closed groups with the
+live incidents added, ranked in Python by count and latest opening; keys
+that tie on both are put in order by PostgreSQL (``_KEY_ORDER_SQL``, the
+one hand-written query in this app), whose collation orders the live
+path's keys.
 """
 
 from __future__ import annotations
