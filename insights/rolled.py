@@ -4,12 +4,19 @@ the same data (tests/test_insights_rollups.py holds them equal), at the
 cost of ~90 small rows per service instead of every incident, timeline
 event and page of the range.
 
-The closed days' part (each service's counts and sorted durations, the
-incidents per day, each person's pages, every noisiest-alerts group) is
-read once per process for the same roll-up rows and remembered
-(``_closed_part`` says why it cannot be stale): a day's roll-up changes
-only when it is rolled again, while the figures' cache entry expires every
-minute. A cold entry then reads the roll-ups' ids and the live part only.
+The closed days' part but the last ``RECENT_DAYS`` (each service's counts
+and sorted durations, the incidents per day, each person's pages, every
+noisiest-alerts group) is read once per process for the same roll-up rows
+and remembered (``_closed_part`` says why it cannot be stale): a day's
+roll-up changes only when it is rolled again, while the figures' cache
+entry expires every minute. A cold entry then reads the roll-ups' ids, the
+last few closed days and the live part. Beat rolls a day again when one of
+its incidents is acknowledged, escalated, resolved or reopened after the
+day's cutoff (``rollups.dirty_days``): mostly the last few days, which are
+not remembered for that reason; an older day rolled again makes the next
+computation in each process read the whole part again (about twice the
+cost of a computation without anything remembered: every noisiest-alerts
+group is read, not only the ten first).
 
 Live, read from the incidents themselves: those opened today, those still
 open, and those resolved after their day's roll-up cutoff (``insights.
@@ -39,7 +46,7 @@ from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import chain, islice
+from itertools import chain
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -105,18 +112,18 @@ class _Tally:
 
 @dataclass(frozen=True)
 class _Rolled:
-    """What the roll-ups of a range's closed days say, for one service or
-    all of them: each service's counts and durations (merged and sorted
-    once, kept packed), the incidents per day, and each person's pages (by
+    """What the roll-ups of some closed days say, for one service or all of
+    them: each service's counts and durations (sorted runs, packed: one run
+    when remembered), the incidents per day, and each person's pages (by
     user id: names are read on every request, so a renamed person shows
     under the new name)."""
 
-    tallies: dict[int, tuple[int, int, array[int], array[int]]]
+    tallies: dict[int, tuple[int, int, list[Sequence[int]], list[Sequence[int]]]]
     per_day: dict[date, int]
     pages: dict[int, tuple[int, int, int]]
     # Every group's incidents, latest opening (microseconds since the epoch)
-    # and alert repeats, and the noisiest groups in the order PostgreSQL
-    # gives them.
+    # and alert repeats; and the groups at or above the tenth best count and
+    # latest opening (ties included: the key orders them, ``_noisiest``).
     noise: dict[_Group, tuple[int, int, int]]
     noisiest: list[_Group]
 
@@ -191,7 +198,15 @@ def rolled_health(
         cutoffs = _cutoffs(closed)
         if len(cutoffs) < len(closed):  # being rolled again right now
             return health(days, service, now=now)
-    rolled = _closed_part(closed, cutoffs, service)
+    # The last few closed days are read afresh: those are the days beat
+    # rolls again most (an incident opened yesterday and resolved today
+    # makes yesterday's roll-up out of date), and rolling one of them again
+    # would make the whole remembered part be read again.
+    settled, recent = closed[:-RECENT_DAYS], closed[-RECENT_DAYS:]
+    rolled = _combined(
+        _closed_part(settled, {day: cutoffs[day] for day in settled}, service),
+        _read_closed(recent, service, merged=False),
+    )
     live = _live(start, now, {day: cutoff for day, (cutoff, _) in cutoffs.items()}, service)
     tallies = _tallies(rolled, live)
     # Each service's durations sorted (its median needs them); the overall
@@ -232,6 +247,8 @@ def _cutoffs(closed: list[date]) -> dict[date, tuple[datetime, int]]:
 # few MB of packed durations at 100,000 incidents.
 _REMEMBERED: OrderedDict[tuple[object, ...], _Rolled] = OrderedDict()
 _REMEMBERED_MAX = 3 * 8
+# The closed days read afresh on every computation, not remembered.
+RECENT_DAYS = 3
 _remembered_lock = threading.Lock()
 
 
@@ -258,7 +275,7 @@ def _closed_part(
     """
     version = _settings_version()
     if version is None:
-        return _read_closed(closed, service)
+        return _read_closed(closed, service, merged=True)
     rolled_ids = tuple(sorted(pk for _, pk in cutoffs.values()))
     name = (service.pk if service else None, version, rolled_ids)
     with _remembered_lock:
@@ -266,12 +283,42 @@ def _closed_part(
         if found is not None:
             _REMEMBERED.move_to_end(name)
             return found
-    rolled = _read_closed(closed, service)
+    rolled = _read_closed(closed, service, merged=True)
     with _remembered_lock:
         _REMEMBERED[name] = rolled
         while len(_REMEMBERED) > _REMEMBERED_MAX:
             _REMEMBERED.popitem(last=False)
     return rolled
+
+
+def _combined(settled: _Rolled, recent: _Rolled) -> _Rolled:
+    """The remembered part with the recent days' added. Every recent group
+    is a candidate for the noisiest (``_noisiest`` says why the settled
+    part's own candidates are enough for the rest)."""
+    tallies = dict(settled.tallies)
+    for pk, (incidents, escalated, ack, res) in recent.tallies.items():
+        before = tallies.get(pk, (0, 0, [], []))
+        tallies[pk] = (
+            before[0] + incidents,
+            before[1] + escalated,
+            [*before[2], *ack],
+            [*before[3], *res],
+        )
+    pages = dict(settled.pages)
+    for user_id, (b, n, w) in recent.pages.items():
+        had = pages.get(user_id, (0, 0, 0))
+        pages[user_id] = (had[0] + b, had[1] + n, had[2] + w)
+    noise = dict(settled.noise)
+    for group, (n, last, repeats) in recent.noise.items():
+        had_n, had_last, had_repeats = noise.get(group, (0, last, 0))
+        noise[group] = (had_n + n, max(had_last, last), had_repeats + repeats)
+    return _Rolled(
+        tallies=tallies,
+        per_day=settled.per_day | recent.per_day,
+        pages=pages,
+        noise=noise,
+        noisiest=[*settled.noisiest, *recent.noise],
+    )
 
 
 def _settings_version() -> bytes | None:
@@ -288,7 +335,9 @@ def _microseconds(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
-def _read_closed(closed: list[date], service: Service | None) -> _Rolled:
+def _read_closed(closed: list[date], service: Service | None, *, merged: bool) -> _Rolled:
+    """The roll-ups of these days; ``merged``: each service's durations as
+    one sorted run (sorted once, to be remembered), else a run per day."""
     health_rows = DayHealth.objects.filter(day__in=closed)
     pages_rows = DayPages.objects.filter(day__in=closed)
     if service is not None:
@@ -315,25 +364,35 @@ def _read_closed(closed: list[date], service: Service | None) -> _Rolled:
     noise_rows = DayNoise.objects.filter(day__in=closed)
     if service is not None:
         noise_rows = noise_rows.filter(service=service)
-    # Ordered as the live path orders its groups (selectors._noisiest).
     noise = {
-        (service_id, is_dedup_key, key): (incidents, _microseconds(last_opened_at), repeats)
+        (service_id, is_dedup_key, key): (incidents, last_opened_at, repeats)
         for service_id, key, is_dedup_key, incidents, last_opened_at, repeats in noise_rows.values(
             "service_id", "key", "is_dedup_key"
         )
-        .annotate(n=Sum("incidents"), last=Max("last_opened_at"), repeats=Sum("alert_repeats"))
-        .order_by("-n", "-last", "key")
+        .annotate(
+            n=Sum("incidents"),
+            last=Microseconds(Max("last_opened_at")),
+            repeats=Sum("alert_repeats"),
+        )
         .values_list("service_id", "key", "is_dedup_key", "n", "last", "repeats")
+        .order_by()
     }
+    tenth = min(
+        heapq.nlargest(NOISIEST, ((n, last) for n, last, _ in noise.values())), default=None
+    )
     return _Rolled(
         noise=noise,
-        noisiest=list(islice(noise, NOISIEST)),
+        noisiest=[
+            group
+            for group, (n, last, _) in noise.items()
+            if tenth is not None and (n, last) >= tenth
+        ],
         tallies={
             pk: (
                 incidents,
                 escalated,
-                array("q", _sorted(runs[pk][0])),
-                array("q", _sorted(runs[pk][1])),
+                [array("q", _sorted(runs[pk][0]))] if merged else runs[pk][0],
+                [array("q", _sorted(runs[pk][1]))] if merged else runs[pk][1],
             )
             for pk, (incidents, escalated) in counts.items()
         },
@@ -387,8 +446,8 @@ def _live(
 
 def _tallies(rolled: _Rolled, live: list[_Live]) -> dict[int, _Tally]:
     """Each service's closed part with its live incidents added, durations
-    sorted (the closed ones are one sorted run: adding a few live ones and
-    sorting again is a merge of two runs)."""
+    sorted (a long sorted run and a few short ones: Timsort merges them in
+    about linear time)."""
     live_ack: dict[int, list[int]] = defaultdict(list)
     live_res: dict[int, list[int]] = defaultdict(list)
     tallies: dict[int, _Tally] = defaultdict(_Tally)
@@ -400,17 +459,13 @@ def _tallies(rolled: _Rolled, live: list[_Live]) -> dict[int, _Tally]:
             live_ack[row.service_id].append(row.to_acknowledge)
         if row.to_resolve is not None:
             live_res[row.service_id].append(row.to_resolve)
-    for pk, (incidents, escalated, ack, res) in rolled.tallies.items():
-        tally = tallies[pk]
-        tally.incidents += incidents
-        tally.escalated += escalated
-        tally.to_acknowledge = ack.tolist()
-        tally.to_resolve = res.tolist()
+    for pk, (incidents, escalated, _, _) in rolled.tallies.items():
+        tallies[pk].incidents += incidents
+        tallies[pk].escalated += escalated
     for pk, tally in tallies.items():
-        tally.to_acknowledge += sorted(live_ack[pk])
-        tally.to_acknowledge.sort()
-        tally.to_resolve += sorted(live_res[pk])
-        tally.to_resolve.sort()
+        _, _, ack, res = rolled.tallies.get(pk, (0, 0, [], []))
+        tally.to_acknowledge = _sorted([*ack, live_ack[pk]])
+        tally.to_resolve = _sorted([*res, live_res[pk]])
     return tallies
 
 
@@ -447,10 +502,11 @@ def _noisiest(rolled: _Rolled, live: list[_Live]) -> list[Noisy]:
     """The closed days' groups with the live incidents added, ranked as the
     live path ranks them: by incidents, then latest opening, then key.
 
-    Only the closed part's noisiest groups and the groups of live incidents
-    can be among the noisiest: adding live incidents only raises a group's
-    count and latest opening, so every group the closed part ranks above a
-    group without live incidents stays above it.
+    Only the closed groups at or above the closed part's tenth best count
+    and latest opening, and the groups of live incidents, can be among the
+    noisiest: adding live incidents only raises a group's count and latest
+    opening, so the ten closed groups above a group without live incidents
+    stay above it.
     """
     added: dict[_Group, tuple[int, int]] = {}
     for row in live:
