@@ -65,7 +65,11 @@ VERSION = 2
 
 
 def key(days: int, service: Service | None) -> str:
-    return f"insights:{VERSION}:{days}:{service.slug if service else '*'}"
+    return _key(days, service.slug if service else "")
+
+
+def _key(days: int, slug: str) -> str:
+    return f"insights:{VERSION}:{days}:{slug or '*'}"
 
 
 def charts_key(figures: Health) -> str:
@@ -116,6 +120,17 @@ def _cached(name: str, kind: type[T], compute: Callable[[], T]) -> T:
 def cached_health(days: int, service: Service | None = None) -> Health:
     """The figures for the range and service, at most ``TTL`` seconds old."""
     return _cached(key(days, service), Health, lambda: rolled_health(days, service))
+
+
+def cached_health_of(days: int, slug: str) -> Health:
+    """``cached_health`` of the service with this slug (all of them for
+    ""): the service's row is read only when the figures are computed.
+    Raises ``Service.DoesNotExist`` when there is no such service."""
+
+    def compute() -> Health:
+        return rolled_health(days, Service.objects.get(slug=slug) if slug else None)
+
+    return _cached(_key(days, slug), Health, compute)
 
 
 def page_context(figures: Health) -> dict[str, object]:

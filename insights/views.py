@@ -8,7 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from insights.cache import TTL, cached_health, cached_html, page_context
+from incidents.models import Service
+from insights.cache import TTL, cached_health_of, cached_html, page_context
 from insights.forms import InsightsForm
 from insights.selectors import DEFAULT_DAYS, RANGES
 
@@ -20,7 +21,7 @@ def insights_page(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "ranges": RANGES,
-        "services": form.fields["service"].queryset,  # type: ignore[attr-defined]
+        "services": form.services,
         "selected_days": DEFAULT_DAYS,
         "selected_service": "",
         "ttl": TTL,
@@ -28,12 +29,18 @@ def insights_page(request: HttpRequest) -> HttpResponse:
     }
     if not form.is_valid():
         return render(request, "insights/insights.html", context, status=400)
-    service = form.cleaned_data["service"]
-    figures = cached_health(form.cleaned_data["days"], service)
+    slug = form.cleaned_data["service"]
+    try:
+        figures = cached_health_of(form.cleaned_data["days"], slug)
+    except Service.DoesNotExist:
+        # Offered a moment ago, deleted since (the choices are cached until
+        # a service changes, and its deletion bumps them after its commit).
+        form.add_error("service", "Select a valid choice. That service no longer exists.")
+        return render(request, "insights/insights.html", context, status=400)
     context |= {
         "figures": figures,
         "figures_html": cached_html(figures, page_context(figures)),
         "selected_days": figures.days,
-        "selected_service": service.slug if service else "",
+        "selected_service": slug,
     }
     return render(request, "insights/insights.html", context)
