@@ -48,8 +48,6 @@ MACHINE_PATHS = (
     "/integrations/heartbeat/",
 )
 
-MACHINE_URLCONF = "triage.machine_urls"
-
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
 
@@ -87,8 +85,6 @@ class SkipConnectionHealthCheck:
             # Django's own flag for "checked during this request" (set by
             # connect(), missing from the stubs); reset when the next starts.
             connection.health_check_done = True  # type: ignore[attr-defined]
-            # Their routes first (``triage.machine_urls``: why).
-            request.urlconf = MACHINE_URLCONF
         return self.get_response(request)
 
 
