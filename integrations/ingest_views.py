@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import services
-from integrations.keys import authenticate_key
+from integrations.keys import admit, authenticate_key
 from integrations.models import Grouping, Integration, Kind
 from integrations.payloads import parse_alertmanager, parse_change_event, parse_event
 from triage import ratelimit
@@ -123,11 +123,15 @@ def _invalid_event(
 
 
 def _events_key(routing_key: str) -> Integration | HttpResponse:
-    """The Events API v2 integration of a routing key, within its rate limit."""
-    integration = authenticate_key(routing_key)
-    if integration is None or integration.kind != Kind.EVENTS_V2:
+    """The Events API v2 integration of a routing key, within its rate limit.
+
+    The key is looked up through the process's cache (``keys.admit``), which
+    counts the attempt in the same round trip (a key of another kind is not
+    counted)."""
+    admitted = admit(routing_key, Kind.EVENTS_V2)
+    integration, verdict = admitted.integration, admitted.verdict
+    if integration is None or verdict is None:
         return _invalid_event(400, ["Invalid routing key"])
-    verdict = _hit(integration)
     if not verdict.allowed:
         response = JsonResponse(
             {
