@@ -164,21 +164,11 @@ def test_renaming_a_service_or_a_person_shows_at_once(
     assert "<small>by alice2</small>" in row
 
 
-def test_without_redis_the_dashboard_reads_postgresql(alice_client: Client, settings: Any) -> None:
+def test_without_redis_the_dashboard_reads_postgresql(
+    alice_client: Client, request: pytest.FixtureRequest
+) -> None:
     IncidentFactory(title="still listed")
-    # Every cache alias (the sessions' too) where nothing listens.
-    settings.CACHES = {
-        alias: {
-            **config,
-            "LOCATION": "redis://127.0.0.1:9/0",
-            "OPTIONS": {
-                **config.get("OPTIONS", {}),
-                "SOCKET_CONNECT_TIMEOUT": 0.1,
-                "SOCKET_TIMEOUT": 0.1,
-            },
-        }
-        for alias, config in settings.CACHES.items()
-    }
+    request.getfixturevalue("redis_unreachable")  # Redis down from here on
     response = poll(alice_client)
     assert response.status_code == 200
     assert "still listed" in response.content.decode()
@@ -219,22 +209,10 @@ def test_the_first_page_is_read_from_the_index_without_sorting_every_open_incide
 
 
 def test_a_change_commits_while_redis_is_down(
-    alice_client: Client, settings: Any, caplog: pytest.LogCaptureFixture
+    alice_client: Client, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
     incident = IncidentFactory(title="acknowledged anyway")
-    # Every cache alias (the sessions' too) where nothing listens.
-    settings.CACHES = {
-        alias: {
-            **config,
-            "LOCATION": "redis://127.0.0.1:9/0",
-            "OPTIONS": {
-                **config.get("OPTIONS", {}),
-                "SOCKET_CONNECT_TIMEOUT": 0.1,
-                "SOCKET_TIMEOUT": 0.1,
-            },
-        }
-        for alias, config in settings.CACHES.items()
-    }
+    request.getfixturevalue("redis_unreachable")  # Redis down from here on
     services.acknowledge_incident(incident, actor=None)
     assert Incident.objects.get(pk=incident.pk).status == "acknowledged"
     assert "the read model's version was not bumped" in caplog.text
@@ -302,21 +280,10 @@ def test_after_a_change_only_the_rows_that_changed_are_rendered_again(
 
 
 def test_without_redis_an_unchanged_poll_is_answered_in_full(
-    alice_client: Client, settings: Any
+    alice_client: Client, request: pytest.FixtureRequest
 ) -> None:
     IncidentFactory(title="still listed")
-    settings.CACHES = {
-        alias: {
-            **config,
-            "LOCATION": "redis://127.0.0.1:9/0",
-            "OPTIONS": {
-                **config.get("OPTIONS", {}),
-                "SOCKET_CONNECT_TIMEOUT": 0.1,
-                "SOCKET_TIMEOUT": 0.1,
-            },
-        }
-        for alias, config in settings.CACHES.items()
-    }
+    request.getfixturevalue("redis_unreachable")  # Redis down from here on
     response = poll(alice_client, '"an etag from before the outage"')
     assert response.status_code == 200
     assert "still listed" in response.content.decode()

@@ -190,20 +190,9 @@ def test_the_counts_are_read_once_per_version_and_follow_every_change(
 
 
 def test_without_redis_settings_are_read_from_postgresql(
-    settings: Any, caplog: pytest.LogCaptureFixture
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings.CACHES = {
-        alias: {
-            **config,
-            "LOCATION": "redis://127.0.0.1:9/0",
-            "OPTIONS": {
-                **config.get("OPTIONS", {}),
-                "SOCKET_CONNECT_TIMEOUT": 0.1,
-                "SOCKET_TIMEOUT": 0.1,
-            },
-        }
-        for alias, config in settings.CACHES.items()
-    }
+    request.getfixturevalue("redis_unreachable")  # Redis down from here on
     reads: list[int] = []
 
     def read() -> list[int]:
