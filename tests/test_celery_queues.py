@@ -9,21 +9,20 @@ chart's) to the queues the settings declare."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from redis import Redis
 from time_machine import TimeMachineFixture
 
-from incidents.models import Incident, Service
-from paging import escalation, state, tasks
+from incidents.models import Service
+from paging import escalation, tasks
 from paging.models import Page
 from tests.factories import UserFactory, contact, policy_with_levels
+from tests.test_escalation_storm import T0, _storm
 from triage import devstack
 from triage.celery import app
-
-T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
 
 def _tasks(redis: Redis, queue: str) -> list[str]:
@@ -38,19 +37,7 @@ def test_beats_check_waits_in_its_own_queue_not_behind_a_storms_deliveries(
     contact(ana)
     web.escalation_policy = policy_with_levels((5, [ana]), (10, [ana]))
     web.save()
-    created = Incident.objects.bulk_create(
-        Incident(
-            service=web,
-            title=f"disk full {n}",
-            severity="critical",
-            opened_at=T0 - timedelta(minutes=5),
-            escalation_level=1,
-            escalation_step=1,
-            next_escalation_at=T0,
-        )
-        for n in range(30)
-    )
-    state.merge_deadlines((incident.pk, T0) for incident in created)
+    _storm(web, 30)  # 30 incidents paged at level 1, all due at T0
     time_machine.move_to(T0 + timedelta(seconds=1), tick=False)
     assert escalation.check() == {"claimed": 30, "escalated": 30}
     assert tasks.queue_deliveries(list(Page.objects.values_list("pk", flat=True))) == 30

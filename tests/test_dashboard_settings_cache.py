@@ -6,7 +6,7 @@ one version. A change to any of them shows at the next poll."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,17 +27,10 @@ from tests.factories import (
     contact,
     policy_with_levels,
 )
+from tests.test_dashboard_cache import T0, poll
 from triage import readmodel
 
 pytestmark = pytest.mark.django_db
-
-T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-REFRESH = {"HX-Request": "true", "HX-Target": "incident-list"}
-
-
-def poll(client: Client, etag: str = "", path: str = "/") -> Any:
-    headers = {**REFRESH, "If-None-Match": etag} if etag else REFRESH
-    return client.get(path, headers=headers)
 
 
 def next_step(response: Any, incident: Incident) -> str:

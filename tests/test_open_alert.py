@@ -43,17 +43,22 @@ def _service(slug: str, threshold: int | None = None) -> Service:
     return Service.objects.create(name=f"Service {slug}", slug=slug, storm_threshold=threshold)
 
 
+def _alert(service: Service, key: str, source: str, now: datetime) -> dict[str, Any]:
+    """One alert, as both paths take it."""
+    return {
+        "service": service,
+        "title": f"Disk full {key}",
+        "severity": "critical",
+        "details": "db1",
+        "source": source,
+        "dedup_key": key,
+        "data": DATA,
+        "now": now,
+    }
+
+
 def _orm(service: Service, key: str, *, source: str = Source.EVENTS_V2, now: datetime = NOW) -> int:
-    return services.open_incident(
-        service=service,
-        title=f"Disk full {key}",
-        severity="critical",
-        details="db1",
-        source=source,
-        dedup_key=key,
-        data=DATA,
-        now=now,
-    ).incident.pk
+    return services.open_incident(**_alert(service, key, source, now)).incident.pk
 
 
 def _new(service: Service, key: str, *, source: str = Source.EVENTS_V2, now: datetime = NOW) -> int:
@@ -68,16 +73,7 @@ def _new(service: Service, key: str, *, source: str = Source.EVENTS_V2, now: dat
     )
     if repeated is not None:
         return repeated
-    return services.open_alert(
-        service=service,
-        title=f"Disk full {key}",
-        severity="critical",
-        details="db1",
-        source=source,
-        dedup_key=key,
-        data=DATA,
-        now=now,
-    ).incident_id
+    return services.open_alert(**_alert(service, key, source, now)).incident_id
 
 
 # Ids differ between the two services (the request fingerprint hashes the
